@@ -1,0 +1,27 @@
+"""Snakemake executor plugin for AWS Batch (`snakemake --executor awsbatch`).
+
+Snakemake finds the plugin by this module's name; it needs `common_settings`,
+`Executor` and `ExecutorSettings` here.
+"""
+
+from snakemake_interface_executor_plugins.settings import CommonSettings
+
+from snakemake_executor_plugin_awsbatch.executor import Executor
+from snakemake_executor_plugin_awsbatch.settings import ExecutorSettings
+
+__all__ = ["Executor", "ExecutorSettings", "common_settings"]
+
+common_settings = CommonSettings(
+    non_local_exec=True,
+    # Jobs share no file system with the submitting machine.
+    implies_no_shared_fs=True,
+    job_deploy_sources=True,
+    pass_default_storage_provider_args=True,
+    pass_default_resources_args=True,
+    # Environment variables travel in containerOverrides (filtered for secrets),
+    # not as `export` lines in the command.
+    pass_envvar_declarations_to_cmd=False,
+    # The job image carries the storage plugins, pinned; never pip-install per job.
+    auto_deploy_default_storage_provider=False,
+    init_seconds_before_status_checks=5,
+)

@@ -1,0 +1,174 @@
+"""The plugin's settings: every field becomes `--awsbatch-<name>` and `SNAKEMAKE_AWSBATCH_<NAME>`.
+
+Fields hold what the user typed (strings and lists of strings). Parsing into typed
+values happens in `config.py`, so that a malformed value becomes one clear
+`WorkflowError` instead of an argparse traceback.
+"""
+
+from dataclasses import dataclass, field
+
+from snakemake_interface_executor_plugins.settings import ExecutorSettingsBase
+
+DEFAULT_LOG_GROUP = "/aws/batch/job"
+DEFAULT_MEM_MB = 1024
+DEFAULT_SPOT_RETRIES = 2
+DEFAULT_UNSCHEDULABLE_TIMEOUT = 900
+DEFAULT_LOG_TAIL_LINES = 40
+DEFAULT_SCRATCH_ROOT = "/scratch"
+
+
+def _setting(help_text: str, *, nargs: str | None = None, metavar: str | None = None) -> dict:
+    # No `from __future__ import annotations` in this module: the settings registry
+    # reads field.type at runtime and needs real types, not strings.
+    meta: dict = {"help": help_text, "env_var": True}
+    if nargs:
+        meta["nargs"] = nargs
+        meta["type"] = str
+    if metavar:
+        meta["metavar"] = metavar
+    return meta
+
+
+@dataclass
+class ExecutorSettings(ExecutorSettingsBase):
+    default_queue: str = field(
+        default="default",
+        metadata=_setting(
+            "Batch job queue (name or ARN) for every job not routed elsewhere; "
+            "normally a spot queue. Default: default.",
+            metavar="QUEUE",
+        ),
+    )
+    priority_queue: str = field(
+        default="priority",
+        metadata=_setting(
+            "Batch job queue (name or ARN) for priority rules and for jobs whose spot "
+            "attempts were all reclaimed; normally on-demand first, then spot. "
+            "Default: priority.",
+            metavar="QUEUE",
+        ),
+    )
+    region: str | None = field(
+        default=None,
+        metadata=_setting(
+            "AWS region. Default: boto3's configuration chain (AWS_REGION, "
+            "AWS_DEFAULT_REGION, the profile).",
+            metavar="REGION",
+        ),
+    )
+    image: str | None = field(
+        default=None,
+        metadata=_setting(
+            "Container image every job runs in (it must contain python with Snakemake "
+            "and this plugin, see containers/Dockerfile). Per rule: the resource "
+            "awsbatch_image. Required to submit jobs; no default.",
+            metavar="IMAGE",
+        ),
+    )
+    job_role: str | None = field(
+        default=None,
+        metadata=_setting(
+            "IAM role ARN the job containers assume (S3 access). Default: none, the "
+            "instance role applies.",
+            metavar="ARN",
+        ),
+    )
+    execution_role: str | None = field(
+        default=None,
+        metadata=_setting(
+            "IAM execution role ARN for Fargate queues (pulls the image, writes logs). "
+            "Required only when a queue runs on Fargate.",
+            metavar="ARN",
+        ),
+    )
+    tags: list[str] | None = field(
+        default=None,
+        metadata=_setting(
+            "Tags KEY=VALUE put on every job and propagated to its ECS task (cost "
+            "allocation). The run id and rule name are always added. Default: none.",
+            nargs="+",
+            metavar="KEY=VALUE",
+        ),
+    )
+    spot_retries: int = field(
+        default=DEFAULT_SPOT_RETRIES,
+        metadata=_setting(
+            "How often Batch retries a job whose spot instance was reclaimed or whose "
+            "container failed to start (0-9). A job still reclaimed after that is "
+            "resubmitted once to the priority queue. Default: 2.",
+            metavar="N",
+        ),
+    )
+    priority_rules: list[str] | None = field(
+        default=None,
+        metadata=_setting(
+            "Rule names whose jobs go to the priority queue. Default: none.",
+            nargs="+",
+            metavar="RULE",
+        ),
+    )
+    log_group: str = field(
+        default=DEFAULT_LOG_GROUP,
+        metadata=_setting(
+            "CloudWatch Logs group the job containers log to and failure logs are read "
+            "from. Default: /aws/batch/job.",
+            metavar="GROUP",
+        ),
+    )
+    efs: list[str] | None = field(
+        default=None,
+        metadata=_setting(
+            "EFS file system mounted into every job, FS_ID:/container/path[:ACCESS_POINT_ID] "
+            "(repeatable). Default: none.",
+            nargs="+",
+            metavar="SPEC",
+        ),
+    )
+    default_mem_mb: int = field(
+        default=DEFAULT_MEM_MB,
+        metadata=_setting(
+            "Memory (MiB) for a job whose rule sets neither mem_mb nor mem. Default: 1024.",
+            metavar="MIB",
+        ),
+    )
+    unschedulable_timeout: int = field(
+        default=DEFAULT_UNSCHEDULABLE_TIMEOUT,
+        metadata=_setting(
+            "Seconds a job may sit RUNNABLE with a MISCONFIGURATION or CAPACITY status "
+            "reason before it is terminated and reported failed. Default: 900.",
+            metavar="SECONDS",
+        ),
+    )
+    log_tail_lines: int = field(
+        default=DEFAULT_LOG_TAIL_LINES,
+        metadata=_setting(
+            "Lines of a failed job's CloudWatch log shown in the error message (the whole "
+            "log is saved under .snakemake/awsbatch-logs/). Default: 40.",
+            metavar="N",
+        ),
+    )
+    s3_prefix: str | None = field(
+        default=None,
+        metadata=_setting(
+            "s3://bucket/prefix where the plugin stages workflow sources, inputs and "
+            "outputs. Default: none.",
+            metavar="S3_URI",
+        ),
+    )
+    scratch_root: str = field(
+        default=DEFAULT_SCRATCH_ROOT,
+        metadata=_setting(
+            "Host directory mounted into every job; each job works in its own unique "
+            "directory below it and removes it when it ends. Default: /scratch.",
+            metavar="PATH",
+        ),
+    )
+    stack: str | None = field(
+        default=None,
+        metadata=_setting(
+            "Name of a CloudFormation stack deployed from cloudformation/: its outputs "
+            "supply the queues, the S3 prefix, the job role and the log group wherever "
+            "the matching setting is not given. Default: none.",
+            metavar="NAME",
+        ),
+    )
