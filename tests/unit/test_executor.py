@@ -26,7 +26,7 @@ def wait_for_status(account: BatchAccount, job_id: str, wanted: str, timeout: fl
 def test_fifty_jobs_of_one_shape_share_one_job_definition(account: BatchAccount) -> None:
     account.standard_queues()
     jobs = [FakeJob(rule_name=f"r{i % 5}", threads=1 + i % 3) for i in range(50)]
-    executor, recorder = make_executor(jobs)
+    executor, _ = make_executor(jobs)
     calls = ApiCalls(executor.aws.batch)
     for job in jobs:
         executor.run_job(job)

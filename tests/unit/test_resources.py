@@ -46,7 +46,7 @@ def test_nvidia_gpu_alias() -> None:
     ],
 )
 def test_unparseable_resources_name_the_rule(resources: dict, fragment: str) -> None:
-    with pytest.raises(ConfigError, match="^Rule bwa_mem: ") as error:
+    with pytest.raises(ConfigError, match=r"^Rule bwa_mem: ") as error:
         job_resources("bwa_mem", resources, 1, 1024)
     assert fragment in str(error.value)
 
