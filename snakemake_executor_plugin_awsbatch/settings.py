@@ -6,6 +6,7 @@ values happens in `config.py`, so that a malformed value becomes one clear
 """
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 from snakemake_interface_executor_plugins.settings import ExecutorSettingsBase
 
@@ -17,13 +18,20 @@ DEFAULT_LOG_TAIL_LINES = 40
 DEFAULT_SCRATCH_ROOT = "/scratch"
 
 
-def _setting(help_text: str, *, nargs: str | None = None, metavar: str | None = None) -> dict:
+def _as_list(values: object) -> list[str]:
+    return [values] if isinstance(values, str) else [str(v) for v in values]  # type: ignore[attr-defined]
+
+
+def _setting(help_text: str, *, nargs: Optional[str] = None, metavar: Optional[str] = None) -> dict:
     # No `from __future__ import annotations` in this module: the settings registry
     # reads field.type at runtime and needs real types, not strings.
     meta: dict = {"help": help_text, "env_var": True}
     if nargs:
+        # parse_func makes the registry hand over the list as is (with "type" it
+        # would turn the whole list into one string).
         meta["nargs"] = nargs
-        meta["type"] = str
+        meta["parse_func"] = _as_list
+        meta["unparse_func"] = _as_list
     if metavar:
         meta["metavar"] = metavar
     return meta
@@ -48,7 +56,7 @@ class ExecutorSettings(ExecutorSettingsBase):
             metavar="QUEUE",
         ),
     )
-    region: str | None = field(
+    region: Optional[str] = field(
         default=None,
         metadata=_setting(
             "AWS region. Default: boto3's configuration chain (AWS_REGION, "
@@ -56,7 +64,7 @@ class ExecutorSettings(ExecutorSettingsBase):
             metavar="REGION",
         ),
     )
-    image: str | None = field(
+    image: Optional[str] = field(
         default=None,
         metadata=_setting(
             "Container image every job runs in (it must contain python with Snakemake "
@@ -65,7 +73,7 @@ class ExecutorSettings(ExecutorSettingsBase):
             metavar="IMAGE",
         ),
     )
-    job_role: str | None = field(
+    job_role: Optional[str] = field(
         default=None,
         metadata=_setting(
             "IAM role ARN the job containers assume (S3 access). Default: none, the "
@@ -73,7 +81,7 @@ class ExecutorSettings(ExecutorSettingsBase):
             metavar="ARN",
         ),
     )
-    execution_role: str | None = field(
+    execution_role: Optional[str] = field(
         default=None,
         metadata=_setting(
             "IAM execution role ARN for Fargate queues (pulls the image, writes logs). "
@@ -81,7 +89,7 @@ class ExecutorSettings(ExecutorSettingsBase):
             metavar="ARN",
         ),
     )
-    tags: list[str] | None = field(
+    tags: Optional[list[str]] = field(
         default=None,
         metadata=_setting(
             "Tags KEY=VALUE put on every job and propagated to its ECS task (cost "
@@ -99,7 +107,7 @@ class ExecutorSettings(ExecutorSettingsBase):
             metavar="N",
         ),
     )
-    priority_rules: list[str] | None = field(
+    priority_rules: Optional[list[str]] = field(
         default=None,
         metadata=_setting(
             "Rule names whose jobs go to the priority queue. Default: none.",
@@ -115,7 +123,7 @@ class ExecutorSettings(ExecutorSettingsBase):
             metavar="GROUP",
         ),
     )
-    efs: list[str] | None = field(
+    efs: Optional[list[str]] = field(
         default=None,
         metadata=_setting(
             "EFS file system mounted into every job, FS_ID:/container/path[:ACCESS_POINT_ID] "
@@ -147,7 +155,7 @@ class ExecutorSettings(ExecutorSettingsBase):
             metavar="N",
         ),
     )
-    s3_prefix: str | None = field(
+    s3_prefix: Optional[str] = field(
         default=None,
         metadata=_setting(
             "s3://bucket/prefix where the plugin stages workflow sources, inputs and "
@@ -163,7 +171,7 @@ class ExecutorSettings(ExecutorSettingsBase):
             metavar="PATH",
         ),
     )
-    stack: str | None = field(
+    stack: Optional[str] = field(
         default=None,
         metadata=_setting(
             "Name of a CloudFormation stack deployed from cloudformation/: its outputs "

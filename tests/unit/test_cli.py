@@ -1,0 +1,63 @@
+"""The settings through Snakemake's real command-line parser and plugin registry."""
+
+import subprocess
+import sys
+
+from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
+
+
+def test_plugin_registers_with_prefixed_flags_and_env_vars() -> None:
+    plugin = ExecutorPluginRegistry().get_plugin("awsbatch")
+    info = {i["name"]: i for i in plugin.get_settings_info()}
+    assert info["default_queue"]["cliarg"] == "--awsbatch-default-queue"
+    assert info["default_queue"]["env_var"] == "SNAKEMAKE_AWSBATCH_DEFAULT_QUEUE"
+    assert info["default_queue"]["default"] == "default"
+    assert all(i["env_var"] for i in info.values())
+
+
+PARSE = """
+import sys
+from snakemake.cli import parse_args
+from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
+from snakemake_executor_plugin_awsbatch.config import load_config
+parser, args = parse_args(sys.argv[1:])
+c = load_config(ExecutorPluginRegistry().get_plugin("awsbatch").get_settings(args))
+print(repr((c.default_queue, c.tags, c.spot_retries, sorted(c.priority_rules), c.image)))
+"""
+
+
+def test_settings_parse_from_cli_and_environment(tmp_path) -> None:
+    """Real argv through Snakemake's parser into the settings dataclass."""
+    argv = [
+        *("--executor", "awsbatch", "--awsbatch-default-queue", "spotq"),
+        *("--awsbatch-tags", "a=1", "b=2", "--awsbatch-spot-retries", "4"),
+    ]
+    env = {
+        "SNAKEMAKE_AWSBATCH_IMAGE": "repo/img:1",
+        # A list setting from the environment is one string.
+        "SNAKEMAKE_AWSBATCH_PRIORITY_RULES": "call report",
+        "PATH": "/usr/bin:/bin",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", PARSE, *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=True,
+    ).stdout
+    expected = ("spotq", {"a": "1", "b": "2"}, 4, ["call", "report"], "repo/img:1")
+    assert out.strip().splitlines()[-1] == repr(expected)
+
+
+def test_help_lists_every_setting(tmp_path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=True,
+    ).stdout
+    plugin = ExecutorPluginRegistry().get_plugin("awsbatch")
+    for setting in plugin.get_settings_info():
+        assert setting["cliarg"] in out
