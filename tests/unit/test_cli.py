@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
 
@@ -17,6 +18,7 @@ def test_plugin_registers_with_prefixed_flags_and_env_vars() -> None:
 
 PARSE = """
 import sys
+from pathlib import Path
 from snakemake.cli import parse_args
 from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
 from snakemake_executor_plugin_awsbatch.config import load_config
@@ -61,3 +63,19 @@ def test_help_lists_every_setting(tmp_path) -> None:
     plugin = ExecutorPluginRegistry().get_plugin("awsbatch")
     for setting in plugin.get_settings_info():
         assert setting["cliarg"] in out
+
+
+def test_every_setting_is_documented_with_its_default() -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    rows = {
+        line.split("|")[1].strip(" `"): line
+        for line in docs.splitlines()
+        if line.startswith("| `--awsbatch-")
+    }
+    }
+    for setting in ExecutorPluginRegistry().get_plugin("awsbatch").get_settings_info():
+        row = rows.get(setting["cliarg"])
+        assert row, f"{setting['cliarg']} is not in docs/configuration.md"
+        assert setting["env_var"] in row
+        if setting["default"] is not None:
+            assert f"`{setting['default']}`" in row, f"{setting['cliarg']}: default not documented"
