@@ -72,7 +72,6 @@ def test_every_setting_is_documented_with_its_default() -> None:
         for line in docs.splitlines()
         if line.startswith("| `--awsbatch-")
     }
-    }
     for setting in ExecutorPluginRegistry().get_plugin("awsbatch").get_settings_info():
         row = rows.get(setting["cliarg"])
         assert row, f"{setting['cliarg']} is not in docs/configuration.md"
