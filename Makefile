@@ -7,7 +7,14 @@ BIN    := $(VENV)/bin
 # Debian packages the sandbox and the example pipeline need.
 APT_PACKAGES := podman runc debootstrap bwa samtools bcftools
 
-.PHONY: demo test lint unit e2e system-deps venv clean
+# The sandbox (moto + podman): `make demo` runs a pipeline from workflows/ on it.
+SANDBOX := $(BIN)/python -m snakemake_executor_plugin_awsbatch.sandbox
+DEMO_WORKFLOW ?= workflows/demo
+
+# checkov pins many dependencies: its own virtualenv keeps them out of .venv.
+CHECKOV_VENV := .venv-checkov
+
+.PHONY: demo test lint lint-cfn checkov-venv system-deps venv clean sandbox-image sandbox-down
 
 venv: $(VENV)/.installed
 
@@ -33,11 +40,34 @@ lint: venv
 	$(BIN)/ruff format --check snakemake_executor_plugin_awsbatch tests benchmarks workflows
 	$(BIN)/mypy
 
-test: system-deps venv lint
+checkov-venv: $(CHECKOV_VENV)/.installed
+
+$(CHECKOV_VENV)/.installed: Makefile
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet 'checkov==3.3.30'
+	touch $@
+
+# cfn-lint checks nested outputs only for templates below the working directory.
+lint-cfn: venv checkov-venv
+	cd cloudformation && ../$(BIN)/cfn-lint *.yaml
+	$(CHECKOV_VENV)/bin/checkov -d cloudformation --framework cloudformation --skip-download --quiet --compact
+
+test: system-deps venv checkov-venv lint
 	$(BIN)/pytest -ra
 
+# Starts the sandbox (building its job image the first time, about 2 minutes), runs
+# $(DEMO_WORKFLOW) with --executor awsbatch, copies its results out, stops the sandbox.
 demo: system-deps venv
-	@echo "demo: not wired yet"
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(SANDBOX) run -- workflows/demo/run_demo.sh $(DEMO_WORKFLOW)
+
+# Builds the sandbox's job image ahead of time (CI caches podman's image store).
+sandbox-image: system-deps venv
+	$(SANDBOX) build-image
+
+# Stops a sandbox left running by `snakemake-awsbatch-sandbox up` in this directory.
+sandbox-down: venv
+	$(SANDBOX) down
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache

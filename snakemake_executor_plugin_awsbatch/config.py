@@ -6,7 +6,9 @@ the offending value and the fix, before any job is submitted.
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from snakemake_executor_plugin_awsbatch.errors import ConfigError
@@ -189,3 +191,14 @@ def _scratch_root(value: str) -> str:
             "below / (default /scratch)"
         )
     return path.rstrip("/")
+
+
+def fill_unset(settings: ExecutorSettings, values: Mapping[str, str]) -> ExecutorSettings:
+    """Settings with `values` (e.g. a stack's outputs) wherever the user left the default."""
+    defaults = {f.name: f.default for f in dataclasses.fields(ExecutorSettings)}
+    unset = {
+        name: value
+        for name, value in values.items()
+        if getattr(settings, name) in (defaults[name], "")
+    }
+    return dataclasses.replace(settings, **unset)

@@ -24,11 +24,13 @@ from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
 
 from snakemake_executor_plugin_awsbatch import logs, status
 from snakemake_executor_plugin_awsbatch.aws import AwsClients, connect, error_code, is_throttling
-from snakemake_executor_plugin_awsbatch.config import PluginConfig, load_config
+from snakemake_executor_plugin_awsbatch.config import PluginConfig, fill_unset, load_config
 from snakemake_executor_plugin_awsbatch.errors import ConfigError
 from snakemake_executor_plugin_awsbatch.jobdef import ContainerShape, JobDefinitions
 from snakemake_executor_plugin_awsbatch.queues import QueueInspector, route
 from snakemake_executor_plugin_awsbatch.resources import JobResources, fit_fargate, job_resources
+from snakemake_executor_plugin_awsbatch.settings import ExecutorSettings
+from snakemake_executor_plugin_awsbatch.stack import read_stack_outputs
 from snakemake_executor_plugin_awsbatch.submit import job_name, submit_request, tag_value
 
 LOG_DIR = Path(".snakemake") / "awsbatch-logs"
@@ -60,7 +62,8 @@ class JobState:
 
 class Executor(RemoteExecutor):
     def __post_init__(self) -> None:
-        self.config: PluginConfig = load_config(self.workflow.executor_settings)
+        settings = self.workflow.executor_settings or ExecutorSettings()
+        self.config: PluginConfig = load_config(settings)
         if not self.config.image:
             raise ConfigError(
                 "No job image: set --awsbatch-image (or SNAKEMAKE_AWSBATCH_IMAGE) to an image "
@@ -68,6 +71,9 @@ class Executor(RemoteExecutor):
             )
         self.run_id = uuid.uuid4().hex[:12]
         self.aws: AwsClients = connect(self.config.region)
+        if self.config.stack:
+            stack = read_stack_outputs(self.aws.cloudformation, self.config.stack)
+            self.config = load_config(fill_unset(settings, stack.settings()))
         self.queues = QueueInspector(self.aws.batch, self.aws.ec2)
         self.job_definitions = JobDefinitions(
             self.aws.batch, tags={"managed-by": "snakemake-executor-plugin-awsbatch"}

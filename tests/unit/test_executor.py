@@ -394,3 +394,45 @@ def test_secret_looking_variables_never_reach_a_job(account: BatchAccount) -> No
         "environment"
     ]
     assert any("SNAKEMAKE_STORAGE_S3_SECRET_KEY" in w for w in recorder.warnings)
+
+
+def test_stack_outputs_configure_queues_role_and_log_group() -> None:
+    """--awsbatch-stack against the project's templates deployed into moto."""
+    from pathlib import Path
+
+    import boto3
+    from moto import mock_aws
+
+    from snakemake_executor_plugin_awsbatch.sandbox.cfn_deploy import deploy_core_environment
+
+    templates = Path(__file__).parents[2] / "cloudformation"
+    with mock_aws(config={"batch": {"use_docker": False}}):
+        session = boto3.session.Session(region_name="us-east-1")
+        stack = deploy_core_environment(session, templates, stack_name="genomics")
+        outputs = {
+            o["OutputKey"]: o["OutputValue"]
+            for o in session.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0][
+                "Outputs"
+            ]
+        }
+        jobs = [FakeJob(rule_name="align"), FakeJob(rule_name="report")]
+        settings = ExecutorSettings(image=IMAGE, stack=stack, priority_rules=["report"])
+        executor, _ = make_executor(jobs, settings)
+        calls = ApiCalls(executor.aws.batch)
+        for job in jobs:
+            executor.run_job(job)
+
+        assert executor.config.job_role == outputs["JobRoleArn"]
+        assert executor.config.log_group == outputs["LogGroupName"]
+        assert executor.config.s3_prefix is not None
+        assert executor.config.s3_prefix.uri() == outputs["S3Prefix"].rstrip("/")
+        queues = [r["jobQueue"] for r in calls.named("SubmitJob")]
+        assert queues == [outputs["DefaultJobQueueName"], outputs["PriorityJobQueueName"]]
+        definition = session.client("batch").describe_job_definitions(status="ACTIVE")
+        props = definition["jobDefinitions"][0]["containerProperties"]
+        assert props["jobRoleArn"] == outputs["JobRoleArn"]
+
+        # A setting the user changed from its default wins over the stack.
+        mine = outputs["PriorityJobQueueName"]
+        explicit = ExecutorSettings(image=IMAGE, stack=stack, default_queue=mine)
+        assert make_executor(jobs[:1], explicit)[0].config.default_queue == mine
