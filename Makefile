@@ -9,7 +9,8 @@ APT_PACKAGES := podman runc debootstrap bwa samtools bcftools
 
 # The sandbox (moto + podman): `make demo` runs a pipeline from workflows/ on it.
 SANDBOX := $(BIN)/python -m snakemake_executor_plugin_awsbatch.sandbox
-DEMO_WORKFLOW ?= workflows/demo
+# The example pipeline; `make demo DEMO_WORKFLOW=workflows/demo` runs the small smoke test.
+DEMO_WORKFLOW ?= workflows/variant-calling
 
 # checkov pins many dependencies: its own virtualenv keeps them out of .venv.
 CHECKOV_VENV := .venv-checkov

@@ -10,6 +10,7 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from snakemake_executor_plugin_awsbatch.errors import ConfigError
 from snakemake_executor_plugin_awsbatch.settings import ExecutorSettings
@@ -196,7 +197,7 @@ def _scratch_root(value: str) -> str:
 def fill_unset(settings: ExecutorSettings, values: Mapping[str, str]) -> ExecutorSettings:
     """Settings with `values` (e.g. a stack's outputs) wherever the user left the default."""
     defaults = {f.name: f.default for f in dataclasses.fields(ExecutorSettings)}
-    unset = {
+    unset: dict[str, Any] = {
         name: value
         for name, value in values.items()
         if getattr(settings, name) in (defaults[name], "")

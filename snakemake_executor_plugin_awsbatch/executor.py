@@ -325,6 +325,7 @@ class Executor(RemoteExecutor):
     # -- cancellation -----------------------------------------------------------
 
     def cancel_jobs(self, active_jobs: list[SubmittedJobInfo]) -> None:
+        self.logger.info(f"Terminating {len(active_jobs)} AWS Batch job(s) of run {self.run_id}.")
         for job_info in active_jobs:
             self._terminate(job_info.external_jobid, "cancelled")
 

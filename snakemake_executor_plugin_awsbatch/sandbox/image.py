@@ -1,0 +1,245 @@
+"""The sandbox's job image: what goes into it, the tags derived from that, build if missing.
+
+Two layers, each cached in podman's image store under a tag hashed from its inputs:
+
+- base  `localhost/snakemake-awsbatch-sandbox-base:<key>`: Debian (the machine's own apt
+  mirror and suite) + Debian packages + a venv with Snakemake, the S3 storage plugin,
+  the snakemake-interface-* packages and boto3 pinned to the versions installed on the
+  submitting side. Built once (about two minutes), see rootfs.py.
+- final `localhost/snakemake-awsbatch-sandbox:<key>`: base + this plugin from the current
+  source tree + the sandbox entrypoint and dummy AWS config. Rebuilt in seconds whenever
+  a source file changes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import snakemake_executor_plugin_awsbatch
+from snakemake_executor_plugin_awsbatch.sandbox import debian, podman, prereqs, rootfs
+from snakemake_executor_plugin_awsbatch.sandbox.errors import SandboxError
+from snakemake_executor_plugin_awsbatch.sandbox.state import StateDir
+
+BASE_REPOSITORY = "localhost/snakemake-awsbatch-sandbox-base"
+REPOSITORY = "localhost/snakemake-awsbatch-sandbox"
+DISTRIBUTION = "snakemake-executor-plugin-awsbatch"
+# The example pipelines' tools; `up --packages` or this variable replaces the list.
+PACKAGES_ENV = "SNAKEMAKE_AWSBATCH_SANDBOX_PACKAGES"
+DEFAULT_PACKAGES = ("bwa", "samtools", "bcftools")
+# Bump when the way the base is built changes, so old bases are not reused.
+BUILDER_VERSION = "1"
+# The job side must run what the submitting side runs: these distributions are pinned to
+# the versions installed here. hatchling installs this plugin's source tree offline.
+PINNED = ("snakemake", "snakemake-storage-plugin-s3", "boto3")
+PINNED_PREFIX = "snakemake-interface-"
+BUILD_BACKEND = "hatchling"
+
+PACKAGE_DIR = Path(snakemake_executor_plugin_awsbatch.__file__).parent
+IMAGE_FILES = Path(__file__).parent / "image_files"
+
+
+@dataclass(frozen=True)
+class BaseSpec:
+    source: debian.Source
+    packages: tuple[str, ...]
+    requirements: tuple[str, ...]
+    python_version: str | None
+
+    @property
+    def tag(self) -> str:
+        inputs = [
+            BUILDER_VERSION,
+            self.source.mirror,
+            self.source.suite,
+            *self.packages,
+            *self.requirements,
+            str(self.python_version),
+        ]
+        return f"{BASE_REPOSITORY}:{_digest(inputs)}"
+
+
+def base_spec(packages: Sequence[str] | None = None) -> BaseSpec:
+    return BaseSpec(
+        source=debian.host_source(),
+        packages=tuple(sorted(set(packages if packages is not None else default_packages()))),
+        requirements=host_requirements(),
+        python_version=image_python_version(),
+    )
+
+
+def default_packages() -> tuple[str, ...]:
+    configured = os.environ.get(PACKAGES_ENV)
+    return tuple(configured.split()) if configured is not None else DEFAULT_PACKAGES
+
+
+def host_requirements() -> tuple[str, ...]:
+    """`name==version` for each distribution pinned to this machine's installed version."""
+    pins = []
+    for dist in importlib.metadata.distributions():
+        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
+        if name in PINNED or name.startswith(PINNED_PREFIX):
+            pins.append(f"{name}=={dist.version}")
+    missing = [name for name in PINNED if not any(p.startswith(f"{name}==") for p in pins)]
+    if missing:
+        raise SandboxError(
+            f"{', '.join(missing)} not installed here; install the sandbox extra: "
+            f"pip install '{DISTRIBUTION}[sandbox]'"
+        )
+    return (*sorted(set(pins)), BUILD_BACKEND)
+
+
+def image_python_version() -> str | None:
+    """major.minor of the python3 the host's apt would install, or None if apt cannot say."""
+    try:
+        shown = subprocess.run(
+            ["apt-cache", "show", "--no-all-versions", "python3"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    for line in shown.splitlines():
+        if line.startswith("Version:"):
+            # "3.11.2-1+b1" -> "3.11" (an epoch "1:" would precede it; Debian has none)
+            return ".".join(line.split()[1].split(":")[-1].split(".")[:2])
+    return None
+
+
+def final_tag(base: BaseSpec) -> str:
+    return f"{REPOSITORY}:{_digest([base.tag, *_tree_digests(PACKAGE_DIR)])}"
+
+
+def ensure_image(state: StateDir, packages: Sequence[str] | None = None, hold: bool = False) -> str:
+    """The final image's tag, building whichever layer is missing.
+
+    hold: keep the image from being removed while this sandbox runs (see podman.hold_image);
+    done under the build lock so that no other build prunes it in between.
+    """
+    base = base_spec(packages)
+    tag = final_tag(base)
+    with _build_lock():
+        if not podman.image_exists(state, base.tag):
+            _build_base(state, base)
+            _remove_older(state, BASE_REPOSITORY, keep=base.tag)
+        if not podman.image_exists(state, tag):
+            _build_final(state, base, tag)
+            _remove_older(state, REPOSITORY, keep=tag)
+        if hold:
+            podman.hold_image(state, tag)
+    return tag
+
+
+def _remove_older(state: StateDir, repository: str, keep: str) -> None:
+    """Remove superseded tags, so every source edit does not leave an image behind.
+
+    podman refuses to remove an image a container uses, so the image of a running
+    sandbox (held by podman.hold_image) stays.
+    """
+    listed = podman.podman(state, "images", "--format", "{{.Repository}}:{{.Tag}}", repository)
+    older = [name for name in listed.stdout.split() if name != keep]
+    if older:
+        podman.podman(state, "rmi", *older, check=False)
+
+
+def _build_base(state: StateDir, base: BaseSpec) -> None:
+    prereqs.require(prereqs.BUILD_TOOLS)
+    prereqs.require_root("building the sandbox's base image")
+    log = state.logs / "image-build.log"
+    print(
+        f"building the base image {base.tag} from {base.source.mirror} {base.source.suite} "
+        f"(once; about 2 minutes; log: {log})",
+        file=sys.stderr,
+        flush=True,
+    )
+    rootfs.build_base(
+        base.tag,
+        base.source,
+        base.packages,
+        base.requirements,
+        base.python_version,
+        log,
+        podman.environment(state),
+    )
+
+
+def _build_final(state: StateDir, base: BaseSpec, tag: str) -> None:
+    print(f"building the job image {tag} from {PACKAGE_DIR}", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory(prefix="awsbatch-sandbox-image-") as tmp:
+        context = Path(tmp)
+        shutil.copytree(IMAGE_FILES, context, dirs_exist_ok=True)
+        # An installed wheel may not keep the executable bit.
+        (context / "entrypoint.sh").chmod(0o755)
+        _write_source_tree(context / "src")
+        podman.podman(
+            state,
+            "build",
+            "--quiet",
+            "--network",
+            "host",
+            "--build-arg",
+            f"BASE={base.tag}",
+            "--tag",
+            tag,
+            str(context),
+        )
+
+
+def _write_source_tree(dest: Path) -> None:
+    """A minimal buildable tree: the package directory and a pyproject.toml naming it.
+
+    Generated rather than copied, so it works the same from a git checkout and from an
+    installed wheel; dependencies are in the base already (installed with --no-deps).
+    """
+    shutil.copytree(
+        PACKAGE_DIR, dest / PACKAGE_DIR.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
+    (dest / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n\n'
+        f'[project]\nname = "{DISTRIBUTION}"\nversion = "{_plugin_version()}"\n\n'
+        f'[tool.hatch.build.targets.wheel]\npackages = ["{PACKAGE_DIR.name}"]\n'
+    )
+
+
+def _plugin_version() -> str:
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def _tree_digests(root: Path) -> Iterator[str]:
+    """One `path:sha256` per source file, in a stable order (the final layer's inputs)."""
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            relative = path.relative_to(root).as_posix()
+            yield f"{relative}:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+
+
+def _digest(parts: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+@contextmanager
+def _build_lock() -> Iterator[None]:
+    """One build at a time on this machine: two sandboxes starting together share one build."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    lock = cache / "snakemake-awsbatch-sandbox" / "build.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
