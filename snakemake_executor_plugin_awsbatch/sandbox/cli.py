@@ -171,8 +171,10 @@ def _status_lines(current: dict[str, Any]) -> list[str]:
         f"moto          {exports.endpoint(current)} (pid {current['moto_pid']})",
         f"podman API    unix://{current['state_dir']}/podman.sock (pid {current['podman_pid']})",
         f"job image     {current['image']}",
+        f"stack         {current.get('stack', '-')} (--awsbatch-stack; cloudformation/)",
         f"queues        {current['batch']['default_queue']}, {current['batch']['priority_queue']}",
         f"S3 prefix     {current['s3_prefix']}",
+        f"log group     {current.get('log_group', '-')}",
         f"scratch       {current['scratch_dir']}",
         f"containers    {len(containers)}{': ' + ', '.join(containers) if containers else ''}",
     ]

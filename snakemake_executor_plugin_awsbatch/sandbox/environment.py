@@ -1,98 +1,90 @@
-"""The Batch environment the sandbox creates in moto: two compute environments, two queues.
+"""The sandbox's AWS environment: the project's CloudFormation templates, deployed into moto.
 
-This is the one place that shapes it, so that it can later be replaced by a deployment of
-the cloudformation/ templates into moto. Shape (as on AWS with our templates):
+`up` deploys `cloudformation/core-environment.yaml` (and its nested templates) with
+`cfn_deploy.deploy_core_environment`, so the sandbox runs on exactly what users deploy on
+AWS: the data bucket, the job log group, the roles, the spot and on-demand compute
+environments (managed, with the launch template) and the two queues. Only these parameters
+differ from the template defaults, each because of the sandbox:
 
-- `sandbox-spot`      MANAGED, SPOT, minvCpus 0 (moto starts no instances)
-- `sandbox-ondemand`  MANAGED, EC2,  minvCpus 0
-- queue `default`     -> sandbox-spot
-- queue `priority`    -> sandbox-ondemand, then sandbox-spot; higher priority
+- `DefaultQueueName=default`, `PriorityQueueName=priority`: short names to type.
+- `LogGroupName=/aws/batch/job`: moto's Batch writes every container's log there,
+  whatever the job definition says, so the stack's log group (which `--awsbatch-stack`
+  hands to the plugin) must be that one for the plugin to find the logs.
+- `CreateServiceRole=true`: moto creates a compute environment only with a service role.
 
-moto does not schedule by capacity or priority: every job starts at once in a container.
+moto does not schedule by capacity or priority: every job starts at once in a container,
+whichever compute environment its queue names.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import os
+from pathlib import Path
+from typing import Any
 
-import boto3
+import snakemake_executor_plugin_awsbatch
+from snakemake_executor_plugin_awsbatch.sandbox import cfn_deploy
+from snakemake_executor_plugin_awsbatch.sandbox.errors import SandboxError
+from snakemake_executor_plugin_awsbatch.sandbox.exports import SandboxSession
 
+STACK_NAME = cfn_deploy.DEFAULT_STACK_NAME
 DEFAULT_QUEUE = "default"
 PRIORITY_QUEUE = "priority"
-SPOT_CE = "sandbox-spot"
-ON_DEMAND_CE = "sandbox-ondemand"
-_ASSUME_BATCH = (
-    '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", '
-    '"Principal": {"Service": "batch.amazonaws.com"}, "Action": "sts:AssumeRole"}]}'
-)
-_ASSUME_EC2 = _ASSUME_BATCH.replace("batch.amazonaws.com", "ec2.amazonaws.com")
+MOTO_LOG_GROUP = "/aws/batch/job"
+PARAMETERS = {
+    "DefaultQueueName": DEFAULT_QUEUE,
+    "PriorityQueueName": PRIORITY_QUEUE,
+    "LogGroupName": MOTO_LOG_GROUP,
+    "CreateServiceRole": "true",
+}
+TEMPLATES_ENV = "SNAKEMAKE_AWSBATCH_SANDBOX_TEMPLATES"
+# The templates are not part of the wheel: they live next to the package in the source
+# tree, which an editable install (`pip install -e .`, the project's venv) points at.
+SOURCE_TEMPLATES = Path(snakemake_executor_plugin_awsbatch.__file__).parents[1] / "cloudformation"
 
 
-def create_batch_environment(session: boto3.Session) -> dict[str, Any]:
-    """Create the compute environments and queues; -> queue names and CE ARNs."""
-    iam, ec2, batch = session.client("iam"), session.client("ec2"), session.client("batch")
-    service_role = iam.create_role(
-        RoleName="sandbox-batch-service", AssumeRolePolicyDocument=_ASSUME_BATCH
-    )["Role"]["Arn"]
-    instance_profile = _instance_profile(iam)
-    network = _default_network(ec2)
+def templates_dir() -> Path:
+    """$SNAKEMAKE_AWSBATCH_SANDBOX_TEMPLATES, else the source tree's cloudformation/."""
+    given = os.environ.get(TEMPLATES_ENV)
+    directory = Path(given).expanduser().resolve() if given else SOURCE_TEMPLATES
+    if not (directory / cfn_deploy.ROOT_TEMPLATE).is_file():
+        raise SandboxError(
+            f"no CloudFormation templates at {directory} ({cfn_deploy.ROOT_TEMPLATE} missing); "
+            "install the plugin from a source checkout (pip install -e .) or set "
+            f"{TEMPLATES_ENV} to the checkout's cloudformation/ directory"
+        )
+    return directory
 
-    def compute_environment(name: str, kind: Literal["SPOT", "EC2"]) -> str:
-        return batch.create_compute_environment(
-            computeEnvironmentName=name,
-            type="MANAGED",
-            state="ENABLED",
-            serviceRole=service_role,
-            computeResources={
-                "type": kind,
-                "minvCpus": 0,
-                "maxvCpus": 256,
-                "instanceTypes": ["optimal"],
-                "instanceRole": instance_profile,
-                "subnets": network["subnets"],
-                "securityGroupIds": network["securityGroupIds"],
-            },
-        )["computeEnvironmentArn"]
 
-    spot = compute_environment(SPOT_CE, "SPOT")
-    on_demand = compute_environment(ON_DEMAND_CE, "EC2")
-    batch.create_job_queue(
-        jobQueueName=DEFAULT_QUEUE,
-        state="ENABLED",
-        priority=1,
-        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": spot}],
-    )
-    batch.create_job_queue(
-        jobQueueName=PRIORITY_QUEUE,
-        state="ENABLED",
-        priority=10,
-        computeEnvironmentOrder=[
-            {"order": 1, "computeEnvironment": on_demand},
-            {"order": 2, "computeEnvironment": spot},
-        ],
-    )
+def deploy(session: SandboxSession, templates: Path) -> dict[str, Any]:
+    """Deploy the templates into the sandbox's moto -> what the state record keeps of it."""
+    try:
+        name = cfn_deploy.deploy_core_environment(
+            session,
+            templates,
+            PARAMETERS,
+            stack_name=STACK_NAME,
+            endpoint_url=session.endpoint_url,
+        )
+    except cfn_deploy.CfnDeployError as error:
+        raise SandboxError(f"deploying {templates} into moto failed: {error}") from None
+    outputs = _outputs(session, name)
     return {
-        "default_queue": DEFAULT_QUEUE,
-        "priority_queue": PRIORITY_QUEUE,
-        "compute_environments": {"spot": spot, "on_demand": on_demand},
+        "stack": name,
+        "bucket": outputs["DataBucketName"],
+        "s3_prefix": outputs["S3Prefix"],
+        "log_group": outputs["LogGroupName"],
+        "batch": {
+            "default_queue": outputs["DefaultJobQueueName"],
+            "priority_queue": outputs["PriorityJobQueueName"],
+            "compute_environments": {
+                "spot": outputs["SpotComputeEnvironmentArn"],
+                "on_demand": outputs["OnDemandComputeEnvironmentArn"],
+            },
+        },
     }
 
 
-def _instance_profile(iam: Any) -> str:
-    iam.create_role(RoleName="sandbox-batch-instance", AssumeRolePolicyDocument=_ASSUME_EC2)
-    profile = iam.create_instance_profile(InstanceProfileName="sandbox-batch-instance")
-    iam.add_role_to_instance_profile(
-        InstanceProfileName="sandbox-batch-instance", RoleName="sandbox-batch-instance"
-    )
-    return profile["InstanceProfile"]["Arn"]
-
-
-def _default_network(ec2: Any) -> dict[str, list[str]]:
-    """moto's default VPC: its subnets and default security group."""
-    vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]
-    vpc_filter = [{"Name": "vpc-id", "Values": [vpc["VpcId"]]}]
-    subnets = [s["SubnetId"] for s in ec2.describe_subnets(Filters=vpc_filter)["Subnets"]]
-    groups = ec2.describe_security_groups(
-        Filters=[*vpc_filter, {"Name": "group-name", "Values": ["default"]}]
-    )["SecurityGroups"]
-    return {"subnets": subnets, "securityGroupIds": [groups[0]["GroupId"]]}
+def _outputs(session: SandboxSession, stack_name: str) -> dict[str, str]:
+    stack = session.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"][0]
+    return {o["OutputKey"]: o.get("OutputValue", "") for o in stack.get("Outputs", [])}

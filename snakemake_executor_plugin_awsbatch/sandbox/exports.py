@@ -13,8 +13,6 @@ import boto3
 REGION = "us-east-1"
 # moto accepts any credentials; these are not secret, and only reach 127.0.0.1.
 DUMMY_KEY = "sandbox"
-BUCKET = "snakemake-awsbatch-sandbox"
-S3_PREFIX = f"s3://{BUCKET}/snakemake"
 # Set in the calling environment, these would mix real credentials or a real profile
 # into the sandbox's configuration.
 UNSET = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
@@ -25,7 +23,12 @@ def endpoint(record: dict[str, Any]) -> str:
 
 
 def environment_variables(record: dict[str, Any]) -> dict[str, str]:
-    """The variables `env` prints and `run` sets, from a running sandbox's record."""
+    """The variables `env` prints and `run` sets, from a running sandbox's record.
+
+    Queues and S3 prefix are the deployed stack's outputs (environment.py), given
+    explicitly rather than as SNAKEMAKE_AWSBATCH_STACK so that they show what is
+    configured. The stack's log group is moto's /aws/batch/job, the plugin's default.
+    """
     return {
         "AWS_ENDPOINT_URL": endpoint(record),
         "AWS_REGION": REGION,

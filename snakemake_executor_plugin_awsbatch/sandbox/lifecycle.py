@@ -2,8 +2,10 @@
 
 `up` starts two processes, both recorded in state.json with their pids:
 podman's API service (on a unix socket in the state directory) and the sandbox's moto
-server (on a loopback port). The job containers moto starts carry a label naming the
-sandbox; `down` removes them after stopping moto, so nothing is left behind.
+server (on a loopback port). Into that moto it deploys the project's CloudFormation
+templates (environment.py), which create the bucket and the Batch environment. The job
+containers moto starts carry a label naming the sandbox; `down` removes them after
+stopping moto, so nothing is left behind (the stacks live only in moto's memory).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ def _start(
     prereqs.require_root("the sandbox")
     if port is not None:
         ports.check_free(port)
+    templates = environment.templates_dir()
     state.create()
     podman.write_config(state, tools["runc"])
     # Built before any process starts, so a failed build leaves nothing running.
@@ -67,8 +70,6 @@ def _start(
         "state_dir": str(state.root),
         "scratch_dir": str(state.scratch),
         "image": image.ensure_image(state, packages, hold=True),
-        "bucket": exports.BUCKET,
-        "s3_prefix": exports.S3_PREFIX,
         "stop_grace_seconds": stop_grace,
     }
     try:
@@ -79,8 +80,8 @@ def _start(
         state.write(record)
         _wait_for_moto(state, record)
         session = exports.SandboxSession(exports.endpoint(record))
-        session.client("s3").create_bucket(Bucket=exports.BUCKET)
-        record["batch"] = environment.create_batch_environment(session)
+        # Adds "batch", the key that marks a complete record (live_record).
+        record.update(environment.deploy(session, templates))
         record["started_at"] = time.time()
         state.write(record)
     except BaseException:

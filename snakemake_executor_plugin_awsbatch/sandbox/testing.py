@@ -35,6 +35,14 @@ class RunningSandbox:
     def image(self) -> str:
         return self.env["SNAKEMAKE_AWSBATCH_IMAGE"]
 
+    @property
+    def stack_name(self) -> str:
+        """The CloudFormation stack the sandbox runs on (for `--awsbatch-stack`)."""
+        record = lifecycle.live_record(self.state)
+        if record is None or "stack" not in record:
+            raise RuntimeError(f"no sandbox with a deployed stack runs in {self.state.root}")
+        return str(record["stack"])
+
     def session(self) -> exports.SandboxSession:
         """A boto3 session whose clients talk to this sandbox."""
         return exports.SandboxSession(self.env["AWS_ENDPOINT_URL"])

@@ -9,6 +9,7 @@ it with `@pytest.mark.e2e`.
         sandbox.env            # AWS_ENDPOINT_URL, region, dummy credentials, SNAKEMAKE_AWSBATCH_*
         sandbox.state_dir      # the sandbox's state directory
         sandbox.scratch_dir    # host directory mounted into every job
+        sandbox.stack_name     # the deployed CloudFormation stack, for --awsbatch-stack
         sandbox.session()      # a boto3 session talking to the sandbox
         sandbox.job_containers()
 """

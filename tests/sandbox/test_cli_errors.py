@@ -11,6 +11,8 @@ import sys
 
 from sandbox_helpers import cli, processes_mentioning
 
+from snakemake_executor_plugin_awsbatch.sandbox import environment
+
 
 def _one_error_line(result) -> str:
     lines = result.stderr.strip().splitlines()
@@ -91,3 +93,17 @@ def test_state_dir_too_long_for_a_socket_is_one_error(tmp_path):
 
     assert result.returncode == 1
     assert "too long" in _one_error_line(result)
+
+
+def test_missing_templates_is_one_error_naming_the_path_and_starts_nothing(tmp_path):
+    state_dir, nowhere = tmp_path / "state", tmp_path / "no-templates"
+    env = {**os.environ, environment.TEMPLATES_ENV: str(nowhere)}
+
+    result = cli("up", "--state-dir", str(state_dir), env=env)
+
+    assert result.returncode == 1
+    line = _one_error_line(result)
+    assert f"no CloudFormation templates at {nowhere}" in line
+    assert "pip install -e ." in line and environment.TEMPLATES_ENV in line
+    assert not (state_dir / "state.json").exists()
+    assert processes_mentioning(str(state_dir)) == []

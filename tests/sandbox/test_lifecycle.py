@@ -13,6 +13,7 @@ from sandbox_helpers import Jobs, cli, processes_mentioning
 from snakemake_executor_plugin_awsbatch.sandbox import exports, podman, testing
 from snakemake_executor_plugin_awsbatch.sandbox.processes import wait_until
 from snakemake_executor_plugin_awsbatch.sandbox.state import StateDir
+from snakemake_executor_plugin_awsbatch.stack import read_stack_outputs
 
 pytestmark = pytest.mark.e2e
 
@@ -44,6 +45,7 @@ def test_up_is_idempotent_and_down_leaves_nothing_behind(tmp_path):
         assert status.returncode == 0
         assert f"http://127.0.0.1:{running['port']}" in status.stdout
         assert running["image"] in status.stdout
+        assert f"stack         {running['stack']} " in status.stdout
 
         exported = _exports(state_dir)
         assert exported["AWS_ENDPOINT_URL"] == f"http://127.0.0.1:{running['port']}"
@@ -52,7 +54,7 @@ def test_up_is_idempotent_and_down_leaves_nothing_behind(tmp_path):
         assert exported["SNAKEMAKE_AWSBATCH_S3_PREFIX"].startswith("s3://")
         assert os.path.isdir(exported["SNAKEMAKE_AWSBATCH_SCRATCH_ROOT"])
 
-        _queues_are_as_designed(exported)
+        _environment_is_the_stacks(exported, running["stack"])
         # Another sandbox's rebuild prunes superseded images; this one's is held.
         held = podman.podman(StateDir(state_dir), "rmi", running["image"], check=False)
         assert held.returncode != 0
@@ -89,21 +91,50 @@ def _cli_line() -> str:
     return f"{sys.executable} -m snakemake_executor_plugin_awsbatch.sandbox"
 
 
-def _queues_are_as_designed(exported: dict[str, str]) -> None:
-    batch = exports.SandboxSession(exported["AWS_ENDPOINT_URL"]).client("batch")
-    queues = {q["jobQueueName"]: q for q in batch.describe_job_queues()["jobQueues"]}
-    environments = {
-        ce["computeEnvironmentArn"]: ce["computeResources"]["type"]
-        for ce in batch.describe_compute_environments()["computeEnvironments"]
+def _environment_is_the_stacks(exported: dict[str, str], stack_name: str) -> None:
+    """`env` exports the deployed stack's outputs; its queues are as the templates define."""
+    session = exports.SandboxSession(exported["AWS_ENDPOINT_URL"])
+    cfn, batch = session.client("cloudformation"), session.client("batch")
+    # Read the way `--awsbatch-stack` reads it.
+    stack = read_stack_outputs(cfn, stack_name)
+    assert (stack.default_queue, stack.priority_queue) == ("default", "priority")
+    assert exported["SNAKEMAKE_AWSBATCH_DEFAULT_QUEUE"] == stack.default_queue
+    assert exported["SNAKEMAKE_AWSBATCH_PRIORITY_QUEUE"] == stack.priority_queue
+    assert exported["SNAKEMAKE_AWSBATCH_S3_PREFIX"] == stack.s3_prefix
+    assert stack.s3_prefix.startswith(f"s3://{stack.bucket}/")
+    session.client("s3").head_bucket(Bucket=stack.bucket)
+    # moto's Batch logs every job there; the plugin's default, so `env` need not say it.
+    assert stack.log_group == "/aws/batch/job"
+    assert "SNAKEMAKE_AWSBATCH_LOG_GROUP" not in exported
+
+    outputs = {
+        o["OutputKey"]: o["OutputValue"]
+        for o in cfn.describe_stacks(StackName=stack_name)["Stacks"][0]["Outputs"]
     }
+    spot, on_demand = outputs["SpotComputeEnvironmentArn"], outputs["OnDemandComputeEnvironmentArn"]
+    queues = {q["jobQueueName"]: q for q in batch.describe_job_queues()["jobQueues"]}
+    assert set(queues) == {"default", "priority"}
 
-    def kinds(queue: str) -> list[str]:
-        order = sorted(queues[queue]["computeEnvironmentOrder"], key=lambda o: o["order"])
-        return [environments[o["computeEnvironment"]] for o in order]
+    def order(queue: str) -> list[str]:
+        ranked = sorted(queues[queue]["computeEnvironmentOrder"], key=lambda o: o["order"])
+        return [o["computeEnvironment"] for o in ranked]
 
-    assert kinds("default") == ["SPOT"]
-    assert kinds("priority") == ["EC2", "SPOT"]
+    assert order("default") == [spot]
+    assert order("priority") == [on_demand, spot]
     assert queues["priority"]["priority"] > queues["default"]["priority"]
+    assert all((q["state"], q["status"]) == ("ENABLED", "VALID") for q in queues.values())
+
+    described = batch.describe_compute_environments()["computeEnvironments"]
+    environments = {ce["computeEnvironmentArn"]: ce for ce in described}
+    assert set(environments) == {spot, on_demand}
+
+    def shape(arn: str) -> tuple[str, str, str]:
+        resources = environments[arn]["computeResources"]
+        assert resources["launchTemplate"]["launchTemplateId"] == outputs["LaunchTemplateId"]
+        return environments[arn]["type"], resources["type"], resources["allocationStrategy"]
+
+    assert shape(spot) == ("MANAGED", "SPOT", "SPOT_PRICE_CAPACITY_OPTIMIZED")
+    assert shape(on_demand) == ("MANAGED", "EC2", "BEST_FIT_PROGRESSIVE")
 
 
 def _start_endless_job(state_dir, exported: dict[str, str]) -> str:
