@@ -15,7 +15,10 @@ common_settings = CommonSettings(
     non_local_exec=True,
     # Jobs share no file system with the submitting machine.
     implies_no_shared_fs=True,
-    job_deploy_sources=True,
+    # The plugin ships the sources (and, without a storage provider, the inputs and
+    # outputs) itself through S3, with a manifest per job: see staging.py.
+    job_deploy_sources=False,
+    can_transfer_local_files=True,
     pass_default_storage_provider_args=True,
     pass_default_resources_args=True,
     # Environment variables travel in containerOverrides (filtered for secrets),

@@ -24,16 +24,25 @@ from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
 
 from snakemake_executor_plugin_awsbatch import logs, status
 from snakemake_executor_plugin_awsbatch.aws import AwsClients, connect, error_code, is_throttling
-from snakemake_executor_plugin_awsbatch.config import PluginConfig, fill_unset, load_config
+from snakemake_executor_plugin_awsbatch.config import (
+    PluginConfig,
+    fill_unset,
+    load_config,
+    parse_s3_prefix,
+)
 from snakemake_executor_plugin_awsbatch.errors import ConfigError
 from snakemake_executor_plugin_awsbatch.jobdef import ContainerShape, JobDefinitions
+from snakemake_executor_plugin_awsbatch.jobside.report import SUCCEEDED
 from snakemake_executor_plugin_awsbatch.queues import QueueInspector, route
 from snakemake_executor_plugin_awsbatch.resources import JobResources, fit_fargate, job_resources
 from snakemake_executor_plugin_awsbatch.settings import ExecutorSettings
 from snakemake_executor_plugin_awsbatch.stack import read_stack_outputs
+from snakemake_executor_plugin_awsbatch.staging import Stager, StagingError
+from snakemake_executor_plugin_awsbatch.staging_files import job_inputs, job_products
 from snakemake_executor_plugin_awsbatch.submit import job_name, submit_request, tag_value
 
 LOG_DIR = Path(".snakemake") / "awsbatch-logs"
+RUNNER = ["python", "-m", "snakemake_executor_plugin_awsbatch.jobside"]
 MAX_POLL_BACKOFF = 300
 # Environment variables that look like secrets never travel in a SubmitJob request:
 # jobs get AWS access from their job role, not from copied keys.
@@ -56,6 +65,7 @@ class JobState:
 
     plan: JobPlan
     name: str
+    manifest: str
     tracking: status.Tracking
     moved_to_priority: bool = False
 
@@ -81,6 +91,7 @@ class Executor(RemoteExecutor):
         self.job_environment = self._job_environment()
         self.priority_fallback = self._check_queues()
         self._check_planned_jobs()
+        self.stager = self._make_stager()
         self.base_poll_seconds = (
             self.workflow.remote_execution_settings.seconds_between_status_checks
         )
@@ -148,6 +159,29 @@ class Executor(RemoteExecutor):
         )
         return JobPlan(label, queue, resources, self.job_definitions.resolve(shape))
 
+    def _make_stager(self) -> Stager:
+        """Where sources, manifests (and in staged mode inputs and outputs) go in S3."""
+        storage = self.workflow.storage_settings
+        staged = not storage.default_storage_provider
+        location = self.config.s3_prefix
+        if (
+            location is None
+            and not staged
+            and str(storage.default_storage_prefix).startswith("s3://")
+        ):
+            location = parse_s3_prefix(storage.default_storage_prefix, "--default-storage-prefix")
+        if location is None:
+            raise ConfigError(
+                "No S3 location for the jobs' files: set --awsbatch-s3-prefix "
+                "s3://BUCKET/PREFIX (or SNAKEMAKE_AWSBATCH_S3_PREFIX, or --awsbatch-stack)"
+            )
+        stager = Stager(location, self.run_id, Path.cwd(), staged)
+        stager.check_writable()
+        stager.stage_sources(self.workflow.dag.get_sources())
+        mode = "staged" if staged else "storage"
+        self.logger.info(f"AWS Batch run {self.run_id}: {mode} mode, files under {location.uri()}")
+        return stager
+
     def _job_environment(self) -> dict[str, str]:
         env = dict(self.envvars())
         secret = sorted(k for k in env if _SECRET_NAME.search(k))
@@ -157,6 +191,12 @@ class Executor(RemoteExecutor):
                 f"AWS access from their job role): {', '.join(secret)}"
             )
         return {k: v for k, v in env.items() if k not in secret}
+
+    def additional_general_args(self) -> str:
+        # The job's Snakemake would print each rule's block and repeat its error report,
+        # which the submitting Snakemake prints anyway; quiet, the job's log holds what
+        # the rule's command printed, and a failure's log tail shows exactly that.
+        return "--quiet progress rules host"
 
     # -- submission -----------------------------------------------------------
 
@@ -171,11 +211,15 @@ class Executor(RemoteExecutor):
 
     def _submit(self, job: JobExecutorInterface, plan: JobPlan, suffix: str) -> SubmittedJobInfo:
         name = job_name(plan.label, self._unique_part(job) + suffix)
+        # The command travels in an S3 manifest: Batch caps a SubmitJob request at 30 KiB.
+        manifest = self.stager.write_manifest(
+            name, self.format_job_exec(job), job_inputs(job), job_products(job)
+        )
         request = submit_request(
             name=name,
             queue=plan.queue,
             job_definition=plan.job_definition,
-            command=["/bin/bash", "-c", self.format_job_exec(job)],
+            command=[*RUNNER, manifest, "--scratch-root", self.config.scratch_root],
             environment=self.job_environment,
             resources=plan.resources,
             spot_retries=self.config.spot_retries,
@@ -197,7 +241,7 @@ class Executor(RemoteExecutor):
         return SubmittedJobInfo(
             job=job,
             external_jobid=job_id,
-            aux={"state": JobState(plan, name, status.Tracking())},
+            aux={"state": JobState(plan, name, manifest, status.Tracking())},
         )
 
     # -- status ---------------------------------------------------------------
@@ -225,6 +269,7 @@ class Executor(RemoteExecutor):
             followed = await self._follow(job_info, details.get(job_info.external_jobid), now)
             if followed is not None:
                 yield followed
+        await asyncio.to_thread(self.stager.forget_deleted_temp_outputs)
 
     async def _describe(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         details: dict[str, dict[str, Any]] = {}
@@ -251,7 +296,7 @@ class Executor(RemoteExecutor):
         if verdict is status.Verdict.ACTIVE:
             return job_info
         if verdict is status.Verdict.SUCCEEDED:
-            self.report_job_success(job_info)
+            await asyncio.to_thread(self._finish, job_info)
         elif verdict is status.Verdict.SPOT_RECLAIMED and self._may_move(state):
             return await asyncio.to_thread(self._move_to_priority, job_info)
         elif verdict is status.Verdict.LOST:
@@ -293,12 +338,43 @@ class Executor(RemoteExecutor):
         moved.aux["state"].moved_to_priority = True
         return moved
 
+    def _finish(self, job_info: SubmittedJobInfo) -> None:
+        """A SUCCEEDED Batch job: bring its files back, then tell Snakemake."""
+        state: JobState = job_info.aux["state"]
+        report = self.stager.read_report(state.manifest)
+        problem = None
+        if report is None:
+            problem = "its runner wrote no report"
+        elif report.status != SUCCEEDED:
+            problem = report.error or f"its runner reported {report.status}"
+        else:
+            try:
+                self.stager.fetch_products(report, ("output", "log", "benchmark"))
+            except StagingError as e:
+                problem = str(e)
+        if problem:
+            self.report_job_error(
+                job_info,
+                msg=f"AWS Batch job {state.name} ({job_info.external_jobid}) ended but {problem}. ",
+            )
+        else:
+            self.report_job_success(job_info)
+
     def _report_failure(self, job_info: SubmittedJobInfo, detail: dict[str, Any]) -> None:
         state: JobState = job_info.aux["state"]
         message = (
             f"AWS Batch job {state.name} ({job_info.external_jobid}) on queue "
             f"{state.plan.queue} failed: {status.failure_summary(detail)}."
         )
+        report = self.stager.read_report(state.manifest)
+        if report is not None:
+            if report.error:
+                message += f" The job said: {report.error}."
+            try:
+                # The rule's own log and benchmark files help most; bring them back.
+                self.stager.fetch_products(report, ("log", "benchmark"))
+            except StagingError as e:
+                message += f" {e}."
         if status.was_spot_reclaimed(detail):
             message += " Its spot instance was reclaimed on every attempt."
         aux_logs: list[str] = []
@@ -313,7 +389,7 @@ class Executor(RemoteExecutor):
                 aux_logs.append(str(path))
                 shown = logs.tail(lines, self.config.log_tail_lines)
                 message += (
-                    f"\nLast {len(shown)} of {len(lines)} lines of its log "
+                    f"\nLast {len(shown)} lines its command printed "
                     f"({self.config.log_group}/{stream}):\n"
                     + "".join(f"    {line}\n" for line in shown)
                     + f"Whole log: {path}"
@@ -328,6 +404,12 @@ class Executor(RemoteExecutor):
         self.logger.info(f"Terminating {len(active_jobs)} AWS Batch job(s) of run {self.run_id}.")
         for job_info in active_jobs:
             self._terminate(job_info.external_jobid, "cancelled")
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        stager = getattr(self, "stager", None)
+        if stager is not None:
+            stager.cleanup()
 
     def _terminate(self, job_id: str, why: str) -> None:
         reason = f"Snakemake run {self.run_id}: {why}"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from snakemake_executor_plugin_awsbatch.jobside.log import PREFIX as RUNNER_PREFIX
+
 # GetLogEvents pages are at most 1 MB; a runaway log is cut off rather than
 # fetched without end.
 MAX_PAGES = 200
@@ -38,4 +40,7 @@ def save_log(lines: list[str], path: Path) -> Path:
 
 
 def tail(lines: list[str], count: int) -> list[str]:
-    return lines[-count:] if count else []
+    """The last `count` lines the job's command printed (the runner's own lines left out:
+    its phase timings say nothing about the failure, and its error is reported apart)."""
+    printed = [line for line in lines if not line.startswith(RUNNER_PREFIX)]
+    return printed[-count:] if count else []

@@ -23,12 +23,15 @@ from snakemake_executor_plugin_awsbatch.settings import ExecutorSettings
 
 REGION = "us-east-1"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/snakemake-job:1"
+BUCKET = "unit-test-bucket"
+PREFIX = f"s3://{BUCKET}/runs"
 _jobids = itertools.count(1)
 
 
 @pytest.fixture(autouse=True)
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Dummy credentials and a region; never a real account."""
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """Dummy credentials and a region; never a real account. Each test in its own dir."""
+    monkeypatch.chdir(tmp_path)
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -48,6 +51,10 @@ class FakeJob:
     group: str | None = None
     is_local: bool = False
     jobid: Any = field(default_factory=lambda: next(_jobids))
+    input: list[str] = field(default_factory=list)
+    output: list[str] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+    benchmark: str | None = None
 
     @property
     def rule(self) -> SimpleNamespace:
@@ -102,6 +109,7 @@ class BatchAccount:
         self.sg = self.ec2.create_security_group(GroupName="batch", Description="b", VpcId=vpc)[
             "GroupId"
         ]
+        boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
         self.role = self.iam.create_role(RoleName="batch-service", AssumeRolePolicyDocument="{}")[
             "Role"
         ]["Arn"]
@@ -179,9 +187,12 @@ def make_executor(
     recorder = Recorder()
     executor = Executor.__new__(Executor)
     executor.workflow = SimpleNamespace(
-        executor_settings=settings or ExecutorSettings(image=IMAGE),
-        dag=SimpleNamespace(needrun_jobs=lambda: list(jobs)),
+        executor_settings=settings or ExecutorSettings(image=IMAGE, s3_prefix=PREFIX),
+        dag=SimpleNamespace(needrun_jobs=lambda: list(jobs), get_sources=lambda: []),
         remote_execution_settings=SimpleNamespace(seconds_between_status_checks=10),
+        storage_settings=SimpleNamespace(
+            default_storage_provider=None, default_storage_prefix=None
+        ),
     )
     executor.logger = recorder
     executor.status_rate_limiter = Throttler(rate_limit=1000, period=1)

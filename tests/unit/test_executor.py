@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
+import boto3
 import pytest
 from botocore.stub import Stubber
 
 from snakemake_executor_plugin_awsbatch.errors import ConfigError
+from snakemake_executor_plugin_awsbatch.jobside.report import Report
 from snakemake_executor_plugin_awsbatch.settings import ExecutorSettings
-from tests.unit.conftest import IMAGE, ApiCalls, BatchAccount, FakeJob, collect, make_executor
+from tests.unit.conftest import (
+    IMAGE,
+    PREFIX,
+    ApiCalls,
+    BatchAccount,
+    FakeJob,
+    collect,
+    make_executor,
+)
 
 
 def wait_for_status(account: BatchAccount, job_id: str, wanted: str, timeout: float = 10) -> None:
@@ -55,7 +66,14 @@ def test_per_job_values_travel_in_overrides(account: BatchAccount) -> None:
 
     (request,) = calls.named("SubmitJob")
     overrides = request["containerOverrides"]
-    assert overrides["command"][-1] == "python -m snakemake --target-jobs 'call:'"
+    runner, manifest_uri = overrides["command"][:3], overrides["command"][3]
+    assert runner == ["python", "-m", "snakemake_executor_plugin_awsbatch.jobside"]
+    assert overrides["command"][4:] == ["--scratch-root", "/scratch"]
+    # The Snakemake command travels in the manifest, not in the request.
+    bucket, key = manifest_uri.removeprefix("s3://").split("/", 1)
+    manifest = json.loads(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert manifest["command"] == "python -m snakemake --target-jobs 'call:'"
+    assert manifest_uri.startswith(f"{PREFIX}/_awsbatch/runs/{executor.run_id}/")
     assert {"name": "MY_SETTING", "value": "x"} in overrides["environment"]
     assert {r["type"]: r["value"] for r in overrides["resourceRequirements"]} == {
         "VCPU": "4",
@@ -80,7 +98,9 @@ def test_every_job_carries_the_spot_retry_strategy(account: BatchAccount) -> Non
         FakeJob(rule_name="a"),
         FakeJob(rule_name="b", resources={"awsbatch_queue": "priority"}),
     ]
-    executor, _ = make_executor(jobs, ExecutorSettings(image=IMAGE, spot_retries=3))
+    executor, _ = make_executor(
+        jobs, ExecutorSettings(image=IMAGE, s3_prefix=PREFIX, spot_retries=3)
+    )
     calls = ApiCalls(executor.aws.batch)
     for job in jobs:
         executor.run_job(job)
@@ -103,7 +123,7 @@ def test_priority_rules_and_queue_resource_route_jobs(account: BatchAccount) -> 
         FakeJob(rule_name="report"),
         FakeJob(rule_name="sort", resources={"awsbatch_queue": "bigmem"}),
     ]
-    settings = ExecutorSettings(image=IMAGE, priority_rules=["report"])
+    settings = ExecutorSettings(image=IMAGE, s3_prefix=PREFIX, priority_rules=["report"])
     executor, _ = make_executor(jobs, settings)
     calls = ApiCalls(executor.aws.batch)
     for job in jobs:
@@ -125,18 +145,33 @@ def test_status_round_uses_one_describe_per_hundred_jobs(account: BatchAccount) 
     assert [len(d["jobs"]) for d in describes] == [100, 100, 50]
 
 
+def _write_report(executor: Any, info: Any, status: str, error: str | None = None) -> None:
+    """What the job-side runner leaves next to the manifest when it ends."""
+    report = Report(executor.run_id, info.aux["state"].name, status=status, error=error)
+    uri = info.aux["state"].manifest.rsplit("/", 1)[0] + "/report.json"
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=report.to_json())
+
+
 def test_finished_jobs_are_reported(account: BatchAccount) -> None:
     account.standard_queues()
-    jobs = [FakeJob(rule_name="ok")]
+    jobs = [FakeJob(rule_name="ok"), FakeJob(rule_name="partial")]
     executor, recorder = make_executor(jobs)
-    executor.run_job(jobs[0])
-    (info,) = recorder.submitted
-    wait_for_status(account, info.external_jobid, "SUCCEEDED")
+    for job in jobs:
+        executor.run_job(job)
+    ok, partial = recorder.submitted
+    _write_report(executor, ok, "succeeded")
+    # Batch says SUCCEEDED, but the runner found an output missing: that is a failure.
+    _write_report(executor, partial, "failed", error="missing output: results/x.txt")
+    for info in (ok, partial):
+        wait_for_status(account, info.external_jobid, "SUCCEEDED")
 
-    still_active = asyncio.run(collect(executor, [info]))
+    still_active = asyncio.run(collect(executor, [ok, partial]))
 
     assert still_active == []
-    assert recorder.succeeded == [info]
+    assert recorder.succeeded == [ok]
+    ((failed, message, _),) = recorder.errors
+    assert failed is partial and "missing output: results/x.txt" in message
 
 
 def _reclaimed(job_id: str) -> dict[str, Any]:
@@ -204,7 +239,9 @@ def test_failure_message_contains_the_log_tail(
     monkeypatch.chdir(tmp_path)
     account.standard_queues()
     job = FakeJob(rule_name="broken")
-    executor, recorder = make_executor([job], ExecutorSettings(image=IMAGE, log_tail_lines=3))
+    executor, recorder = make_executor(
+        [job], ExecutorSettings(image=IMAGE, s3_prefix=PREFIX, log_tail_lines=3)
+    )
     executor.run_job(job)
     (info,) = recorder.submitted
     stream = "snakemake-awsbatch-x/default/abc"
@@ -274,7 +311,7 @@ def test_job_stuck_runnable_is_terminated_after_the_wait(account: BatchAccount) 
     account.standard_queues()
     job = FakeJob(rule_name="stuck")
     executor, recorder = make_executor(
-        [job], ExecutorSettings(image=IMAGE, unschedulable_timeout=0)
+        [job], ExecutorSettings(image=IMAGE, s3_prefix=PREFIX, unschedulable_timeout=0)
     )
     executor.run_job(job)
     (info,) = recorder.submitted
@@ -313,7 +350,9 @@ def _refused(account: BatchAccount, jobs: list[FakeJob], settings: ExecutorSetti
 
 def test_unknown_queue_is_refused(account: BatchAccount) -> None:
     account.standard_queues()
-    message = _refused(account, [FakeJob()], ExecutorSettings(image=IMAGE, default_queue="nope"))
+    message = _refused(
+        account, [FakeJob()], ExecutorSettings(image=IMAGE, s3_prefix=PREFIX, default_queue="nope")
+    )
     assert "'nope' does not exist" in message
 
 
@@ -321,7 +360,9 @@ def test_disabled_queue_is_refused(account: BatchAccount) -> None:
     account.standard_queues()
     ce = account.batch.describe_compute_environments(computeEnvironments=["spot"])
     account.queue("off", ce["computeEnvironments"][0]["computeEnvironmentArn"], state="DISABLED")
-    message = _refused(account, [FakeJob()], ExecutorSettings(image=IMAGE, default_queue="off"))
+    message = _refused(
+        account, [FakeJob()], ExecutorSettings(image=IMAGE, s3_prefix=PREFIX, default_queue="off")
+    )
     assert "off is DISABLED" in message
 
 
@@ -333,7 +374,7 @@ def test_missing_image_is_refused(account: BatchAccount) -> None:
 def test_job_too_big_for_its_queue_names_rule_request_and_largest(account: BatchAccount) -> None:
     account.standard_queues()
     job = FakeJob(rule_name="assemble", threads=512, resources={"mem_mib": 4000})
-    message = _refused(account, [job], ExecutorSettings(image=IMAGE))
+    message = _refused(account, [job], ExecutorSettings(image=IMAGE, s3_prefix=PREFIX))
     assert message.startswith("Rule assemble: asks for 512 vCPU, 4000 MiB")
     assert "largest that fits is" in message and "vCPU" in message.split("largest")[1]
 
@@ -343,7 +384,9 @@ def test_gpu_on_fargate_is_refused(account: BatchAccount) -> None:
     account.queue("default", fargate)
     account.queue("priority", fargate)
     job = FakeJob(rule_name="train", resources={"gpu": 1})
-    settings = ExecutorSettings(image=IMAGE, execution_role="arn:aws:iam::123456789012:role/x")
+    settings = ExecutorSettings(
+        image=IMAGE, s3_prefix=PREFIX, execution_role="arn:aws:iam::123456789012:role/x"
+    )
     assert "Fargate, which has no GPUs" in _refused(account, [job], settings)
 
 
@@ -352,7 +395,9 @@ def test_fargate_job_is_rounded_up_to_a_valid_pair(account: BatchAccount) -> Non
     account.queue("default", fargate)
     account.queue("priority", fargate)
     job = FakeJob(rule_name="small", threads=3, resources={"mem_mib": 5000})
-    settings = ExecutorSettings(image=IMAGE, execution_role="arn:aws:iam::123456789012:role/x")
+    settings = ExecutorSettings(
+        image=IMAGE, s3_prefix=PREFIX, execution_role="arn:aws:iam::123456789012:role/x"
+    )
     executor, _ = make_executor([job], settings)
     calls = ApiCalls(executor.aws.batch)
     executor.run_job(job)
@@ -370,7 +415,9 @@ def test_missing_credentials_are_refused(account: BatchAccount, monkeypatch) -> 
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    assert "No AWS credentials" in _refused(account, [FakeJob()], ExecutorSettings(image=IMAGE))
+    assert "No AWS credentials" in _refused(
+        account, [FakeJob()], ExecutorSettings(image=IMAGE, s3_prefix=PREFIX)
+    )
 
 
 def test_missing_region_is_refused(account: BatchAccount, monkeypatch) -> None:
@@ -378,7 +425,9 @@ def test_missing_region_is_refused(account: BatchAccount, monkeypatch) -> None:
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     monkeypatch.delenv("AWS_REGION")
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-    assert "No AWS region" in _refused(account, [FakeJob()], ExecutorSettings(image=IMAGE))
+    assert "No AWS region" in _refused(
+        account, [FakeJob()], ExecutorSettings(image=IMAGE, s3_prefix=PREFIX)
+    )
 
 
 def test_secret_looking_variables_never_reach_a_job(account: BatchAccount) -> None:
@@ -436,3 +485,16 @@ def test_stack_outputs_configure_queues_role_and_log_group() -> None:
         mine = outputs["PriorityJobQueueName"]
         explicit = ExecutorSettings(image=IMAGE, stack=stack, default_queue=mine)
         assert make_executor(jobs[:1], explicit)[0].config.default_queue == mine
+
+
+def test_staged_mode_without_s3_prefix_is_refused(account: BatchAccount) -> None:
+    account.standard_queues()
+    message = _refused(account, [FakeJob()], ExecutorSettings(image=IMAGE))
+    assert "--awsbatch-s3-prefix" in message
+
+
+def test_missing_bucket_is_refused(account: BatchAccount) -> None:
+    account.standard_queues()
+    settings = ExecutorSettings(image=IMAGE, s3_prefix="s3://no-such-bucket-here/x")
+    message = _refused(account, [FakeJob()], settings)
+    assert "Cannot write to s3://no-such-bucket-here/x" in message

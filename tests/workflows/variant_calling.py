@@ -9,6 +9,7 @@ import importlib.util
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -65,6 +66,22 @@ def run_snakemake(
     return subprocess.run(
         command, cwd=workdir, capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+def run_local_pipeline(dest: Path) -> Path:
+    """A complete `--profile local` run in a fresh copy under dest; -> its working directory.
+
+    Raises AssertionError if a tool is missing or the run fails, so a caller's fixture fails
+    (not skips) the tests that need it: `make test` installs the tools.
+    """
+    missing = missing_tools()
+    assert not missing, f"missing {' '.join(missing)}: apt-get install {' '.join(missing)}"
+    workdir = copy_workflow(dest)
+    started = time.monotonic()
+    result = run_snakemake(workdir, "local")
+    assert result.returncode == 0, result.stderr[-5000:]
+    print(f"variant-calling, --profile local: {time.monotonic() - started:.1f} s")
+    return workdir
 
 
 def fingerprint(workdir: Path) -> dict[str, str]:

@@ -1,0 +1,5 @@
+import sys
+
+from snakemake_executor_plugin_awsbatch.jobside.runner import main
+
+sys.exit(main())

@@ -1,0 +1,145 @@
+"""The job manifest: what the submitting side asks the runner to do, as JSON in S3.
+
+The command travels here and not in the SubmitJob request, so long commands and large
+configs never meet Batch's request size limits. Parsing validates everything the runner
+relies on, so a bad manifest is one clear error before any work starts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..transfer.paths import checked_relpath
+from ..transfer.uri import S3Uri
+
+MANIFEST_VERSION = 1
+OUTPUT_KINDS = ("output", "log", "benchmark")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class ManifestError(ValueError):
+    """The manifest is malformed or of a version this runner does not know."""
+
+
+@dataclass(frozen=True)
+class InputEntry:
+    """A source or input file (or `directory()`): fetched to `path` and verified by sha256.
+
+    For a directory, sha256 is that of its listing object and size the sum of its files.
+    """
+
+    path: str
+    uri: str
+    sha256: str
+    size: int
+    is_dir: bool = False
+
+
+@dataclass(frozen=True)
+class OutputEntry:
+    """A file (or directory) the command writes at `path`, uploaded to `uri`.
+
+    kind "output": uploaded only when the command succeeded and every output exists;
+    "log" and "benchmark": uploaded whenever they exist, also after a failure.
+    """
+
+    path: str
+    uri: str
+    is_dir: bool = False
+    kind: str = "output"
+
+
+@dataclass
+class Manifest:
+    run_id: str
+    jobname: str
+    command: str  # run as `bash -c command` in the job's working directory
+    report_uri: str  # where the runner writes its report (JSON)
+    inputs: list[InputEntry] = field(default_factory=list)
+    outputs: list[OutputEntry] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # extra, non-secret environment
+    version: int = MANIFEST_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Manifest:
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            raise ManifestError(f"manifest is not valid JSON: {e}") from None
+        if not isinstance(data, dict):
+            raise ManifestError("manifest is not a JSON object")
+        if data.get("version") != MANIFEST_VERSION:
+            raise ManifestError(
+                f"manifest version {data.get('version')!r} is not supported by this runner "
+                f"(it reads version {MANIFEST_VERSION}); the job image's plugin version "
+                "must match the submitting side's"
+            )
+        try:
+            return _parse(data)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ManifestError(f"invalid manifest: {e}") from None
+
+
+def _parse(data: dict[str, Any]) -> Manifest:
+    env = _typed(data.get("env", {}), dict, "env")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise ValueError("env must map strings to strings")
+    inputs = [_input(e) for e in _typed(data.get("inputs", []), list, "inputs")]
+    outputs = [_output(e) for e in _typed(data.get("outputs", []), list, "outputs")]
+    counts = Counter([e.path for e in inputs] + [e.path for e in outputs])
+    duplicates = sorted(p for p, n in counts.items() if n > 1)
+    if duplicates:
+        raise ValueError(f"paths listed more than once: {duplicates}")
+    S3Uri.parse(_typed(data["report_uri"], str, "report_uri"))
+    return Manifest(
+        run_id=_typed(data["run_id"], str, "run_id"),
+        jobname=_typed(data["jobname"], str, "jobname"),
+        command=_typed(data["command"], str, "command"),
+        report_uri=data["report_uri"],
+        inputs=inputs,
+        outputs=outputs,
+        env=env,
+    )
+
+
+def _input(e: dict[str, Any]) -> InputEntry:
+    entry = InputEntry(
+        path=checked_relpath(_typed(e["path"], str, "inputs.path")),
+        uri=_typed(e["uri"], str, "inputs.uri"),
+        sha256=_typed(e["sha256"], str, "inputs.sha256"),
+        size=_typed(e["size"], int, "inputs.size"),
+        is_dir=_typed(e.get("is_dir", False), bool, "inputs.is_dir"),
+    )
+    S3Uri.parse(entry.uri)
+    if not _SHA256.fullmatch(entry.sha256):
+        raise ValueError(f"{entry.path}: sha256 is not 64 lowercase hex digits")
+    if entry.size < 0:
+        raise ValueError(f"{entry.path}: negative size")
+    return entry
+
+
+def _output(e: dict[str, Any]) -> OutputEntry:
+    entry = OutputEntry(
+        path=checked_relpath(_typed(e["path"], str, "outputs.path")),
+        uri=_typed(e["uri"], str, "outputs.uri"),
+        is_dir=_typed(e.get("is_dir", False), bool, "outputs.is_dir"),
+        kind=_typed(e.get("kind", "output"), str, "outputs.kind"),
+    )
+    S3Uri.parse(entry.uri)
+    if entry.kind not in OUTPUT_KINDS:
+        raise ValueError(f"{entry.path}: kind {entry.kind!r} is not one of {OUTPUT_KINDS}")
+    return entry
+
+
+def _typed(value: Any, kind: type, name: str) -> Any:
+    # bool is a subclass of int: a size of `true` is as wrong as a size of "3".
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise TypeError(f"{name} must be {kind.__name__}, got {type(value).__name__}")
+    return value

@@ -1,0 +1,215 @@
+"""The runner's main sequence: manifest -> scratch -> inputs -> command -> uploads -> report.
+
+Whatever happens after the scratch directory exists (failure, SIGTERM, SIGINT, a bug),
+the directory is removed before the runner exits. Exit codes: the command's own when it
+fails; 128+N after signal N; EXIT_SETUP, EXIT_INPUTS, EXIT_OUTPUTS for the runner's own
+failures, each with one clear line on stderr and in the report's `error`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import time
+import traceback
+from pathlib import Path
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..transfer import (
+    S3Client,
+    S3Uri,
+    TransferFailedError,
+    download_files,
+    make_s3_client,
+    upload_files,
+)
+from .command import Command
+from .log import Phases, log, process_age
+from .manifest import Manifest, ManifestError
+from .report import FAILED, SUCCEEDED, TERMINATED, Report
+from .scratch import Scratch, sweep_orphans
+from .signals import Interrupted, SignalGuard
+from .stage import input_items, plan_outputs, written_files
+
+EXIT_INTERNAL = 1
+EXIT_SETUP = 2  # unreadable manifest, unusable scratch root
+EXIT_INPUTS = 3  # an input missing or failing verification; the command did not run
+EXIT_OUTPUTS = 4  # a missing output, a failed upload, or an unwritable report
+
+SCRATCH_ROOT_ENV = "AWSBATCH_SCRATCH_ROOT"
+GRACE_ENV = "AWSBATCH_KILL_GRACE_SECONDS"
+DEFAULT_SCRATCH_ROOT = "/scratch"
+# Batch (ECS) sends SIGKILL 30 s after SIGTERM; leave time for cleanup after the grace.
+DEFAULT_GRACE_SECONDS = 20.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    command = Command(args.grace)
+    guard = SignalGuard(command)
+    guard.install()
+    return Runner(args.manifest, Path(args.scratch_root), command, guard).run()
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m snakemake_executor_plugin_awsbatch.jobside",
+        description="Run one Snakemake job inside an AWS Batch container from its S3 manifest.",
+    )
+    parser.add_argument("manifest", help="s3://bucket/key of the job's manifest (JSON)")
+    parser.add_argument(
+        "--scratch-root",
+        default=os.environ.get(SCRATCH_ROOT_ENV) or DEFAULT_SCRATCH_ROOT,
+        help=f"where job directories are made (default: ${SCRATCH_ROOT_ENV} or /scratch)",
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=float(os.environ.get(GRACE_ENV) or DEFAULT_GRACE_SECONDS),
+        help="seconds a signalled command may take to exit before it is killed",
+    )
+    return parser.parse_args(argv)
+
+
+class Runner:
+    def __init__(self, manifest_uri: str, root: Path, command: Command, guard: SignalGuard):
+        self.manifest_uri = manifest_uri
+        self.root = root
+        self.command = command
+        self.guard = guard
+        self.phases = Phases()
+
+    def run(self) -> int:
+        started = time.time()
+        age = process_age()
+        if age is not None:
+            self.phases.seconds["startup"] = round(age, 3)
+            log(f"startup (interpreter and imports): {age:.3f} s")
+        try:
+            with self.phases.timed("manifest"):
+                client = make_s3_client()
+                manifest = _read_manifest(client, self.manifest_uri)
+        except Interrupted as e:
+            log(f"error: {e} while reading the manifest")
+            return 128 + e.signum
+        except (ManifestError, ValueError, ClientError, BotoCoreError) as e:
+            log(f"error: cannot read manifest {self.manifest_uri}: {e}")
+            return EXIT_SETUP
+        log(f"job {manifest.jobname} of run {manifest.run_id}")
+        report = Report(
+            manifest.run_id,
+            manifest.jobname,
+            batch_job_id=os.environ.get("AWS_BATCH_JOB_ID"),
+            attempt=os.environ.get("AWS_BATCH_JOB_ATTEMPT"),
+            hostname=socket.gethostname(),
+            started_at=started,
+        )
+        self._run_in_scratch(client, manifest, report)
+        report.phases = self.phases.seconds
+        report.finished_at = time.time()
+        _write_report(client, manifest.report_uri, report)
+        if report.error:
+            log(f"error: {report.error}")
+        log(f"{report.status}, exit code {report.exit_code}")
+        assert report.exit_code is not None
+        return report.exit_code
+
+    def _run_in_scratch(self, client: S3Client, manifest: Manifest, report: Report) -> None:
+        scratch = None
+        try:
+            with self.phases.timed("setup"):
+                for orphan in sweep_orphans(self.root):
+                    log(f"removed {orphan}, left behind by a runner that was killed")
+                scratch = Scratch.create(self.root, report.batch_job_id, report.attempt)
+                report.scratch_dir = str(scratch.path)
+                log(f"scratch directory {scratch.path}")
+            self._run_job(client, manifest, scratch, report)
+        except Interrupted as e:
+            _fail(report, TERMINATED, 128 + e.signum, f"runner {e}")
+        except OSError as e:
+            if scratch is None:
+                _fail(report, FAILED, EXIT_SETUP, f"cannot create scratch in {self.root}: {e}")
+            else:
+                _fail(report, FAILED, EXIT_INTERNAL, f"internal error: {e!r}")
+        except Exception as e:
+            log(traceback.format_exc())
+            _fail(report, FAILED, EXIT_INTERNAL, f"internal error: {e!r}")
+        finally:
+            self.guard.quiet = True
+            if scratch is not None:
+                with self.phases.timed("cleanup"):
+                    scratch.remove()
+
+    def _run_job(
+        self, client: S3Client, manifest: Manifest, scratch: Scratch, report: Report
+    ) -> None:
+        with self.phases.timed("download"):
+            try:
+                fetched = download_files(input_items(manifest, scratch.workdir), client=client)
+            except TransferFailedError as e:
+                _fail(report, FAILED, EXIT_INPUTS, f"inputs: {e}; the command was not run")
+                return
+        report.inputs = {"files": fetched.files, "bytes": fetched.bytes}
+        env = {
+            **os.environ,
+            **manifest.env,
+            # Temporary files of the tools land in scratch, so they are removed with it.
+            "TMPDIR": str(scratch.tmpdir),
+            "AWSBATCH_SCRATCH_DIR": str(scratch.path),
+        }
+        log("command: starting")
+        with self.phases.timed("command"):
+            code = self.command.run(manifest.command, scratch.workdir, env)
+        report.command_exit_code = code
+        if self.guard.signum is not None:
+            name = signal.Signals(self.guard.signum).name
+            reason = f"terminated by {name}; the command exited with {code}"
+            _fail(report, TERMINATED, 128 + self.guard.signum, reason)
+            return
+        self._upload(client, manifest, scratch, report, code)
+
+    def _upload(
+        self, client: S3Client, manifest: Manifest, scratch: Scratch, report: Report, code: int
+    ) -> None:
+        plan = plan_outputs(manifest, scratch.workdir, command_ok=code == 0)
+        report.missing = plan.missing_outputs + plan.missing_other
+        upload_error = None
+        with self.phases.timed("upload"):
+            try:
+                results = upload_files(plan.items(scratch.workdir), client=client).results
+            except TransferFailedError as e:
+                upload_error, results = str(e), e.results
+        report.written = written_files(plan.entries, results)
+        if code != 0:
+            _fail(report, FAILED, code, f"the command exited with {code}")
+        elif plan.missing_outputs:
+            missing = ", ".join(plan.missing_outputs)
+            _fail(report, FAILED, EXIT_OUTPUTS, f"the command did not create: {missing}")
+        elif upload_error:
+            _fail(report, FAILED, EXIT_OUTPUTS, f"outputs: {upload_error}")
+        else:
+            report.status, report.exit_code = SUCCEEDED, 0
+
+
+def _fail(report: Report, status: str, exit_code: int, error: str) -> None:
+    report.status, report.exit_code, report.error = status, exit_code, error
+
+
+def _read_manifest(client: S3Client, uri: str) -> Manifest:
+    s3 = S3Uri.parse(uri)
+    return Manifest.from_json(client.get_object(Bucket=s3.bucket, Key=s3.key)["Body"].read())
+
+
+def _write_report(client: S3Client, uri: str, report: Report) -> None:
+    """Write the report; a job whose report is lost cannot count as a success."""
+    s3 = S3Uri.parse(uri)
+    body = report.to_json().encode()
+    try:
+        client.put_object(Bucket=s3.bucket, Key=s3.key, Body=body, ContentType="application/json")
+    except (ClientError, BotoCoreError) as e:
+        log(f"error: cannot write the report to {uri}: {e}")
+        if report.exit_code == 0:
+            _fail(report, FAILED, EXIT_OUTPUTS, f"cannot write the report to {uri}: {e}")

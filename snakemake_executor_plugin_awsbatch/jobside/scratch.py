@@ -1,0 +1,130 @@
+"""The job's private scratch directory on the instance's shared scratch volume.
+
+Each runner holds an exclusive flock on `<root>/<name>.lock` for as long as it lives.
+A runner killed outright (SIGKILL after the stop timeout, an OOM kill of the container)
+cannot clean up, so every runner first sweeps directories whose lock nobody holds any
+more: the kernel drops a flock when its holder dies, also across containers sharing the
+host volume. Locks younger than a minute are left alone, so a runner that has created
+its lock file but not yet locked it is never mistaken for a dead one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import secrets
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+LOCK_SUFFIX = ".lock"
+ORPHAN_MIN_AGE_SECONDS = 60.0
+
+
+@dataclass
+class Scratch:
+    root: Path
+    path: Path  # the job's own directory: work/ (the command's cwd) and tmp/ (its TMPDIR)
+    lock_fd: int
+
+    @property
+    def workdir(self) -> Path:
+        return self.path / "work"
+
+    @property
+    def tmpdir(self) -> Path:
+        return self.path / "tmp"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + LOCK_SUFFIX)
+
+    @classmethod
+    def create(cls, root: Path, job_id: str | None, attempt: str | None) -> Scratch:
+        root.mkdir(parents=True, exist_ok=True)
+        name = scratch_name(job_id, attempt)
+        lock_path = root / (name + LOCK_SUFFIX)
+        # O_EXCL: the random part makes a clash practically impossible; if it happens, fail.
+        fd = os.open(lock_path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        scratch = cls(root, root / name, fd)
+        scratch.path.mkdir(mode=0o700)
+        scratch.workdir.mkdir(mode=0o700)
+        scratch.tmpdir.mkdir(mode=0o700)
+        return scratch
+
+    def remove(self) -> None:
+        """Delete the directory, then the lock; the lock goes last so a sweep can finish the job."""
+        remove_tree(self.path)
+        self.lock_path.unlink(missing_ok=True)
+        os.close(self.lock_fd)
+
+
+def scratch_name(job_id: str | None, attempt: str | None) -> str:
+    """`<Batch job id>-a<attempt>-<random hex>`; outside Batch, the pid stands in."""
+    job = re.sub(r"[^A-Za-z0-9._-]", "-", job_id or f"local{os.getpid()}")
+    tries = re.sub(r"[^0-9]", "", attempt or "") or "0"
+    return f"{job}-a{tries}-{secrets.token_hex(6)}"
+
+
+def sweep_orphans(root: Path) -> list[Path]:
+    """Remove scratch directories of runners that died without cleaning up; return them."""
+    removed: list[Path] = []
+    try:
+        locks = list(root.glob("*" + LOCK_SUFFIX))
+    except OSError:
+        return removed
+    for lock_path in locks:
+        if _owner_is_dead(lock_path):
+            directory = lock_path.with_name(lock_path.name[: -len(LOCK_SUFFIX)])
+            remove_tree(directory)
+            lock_path.unlink(missing_ok=True)
+            removed.append(directory)
+    return removed
+
+
+def _owner_is_dead(lock_path: Path) -> bool:
+    try:
+        if time.time() - lock_path.stat().st_mtime < ORPHAN_MIN_AGE_SECONDS:
+            return False
+        fd = os.open(lock_path, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def remove_tree(path: Path) -> None:
+    """rmtree that also removes what tools left read-only (or unreadable) behind."""
+    if not path.exists():
+        return
+    try:
+        shutil.rmtree(path)
+    except OSError:
+        _make_writable(path)
+        shutil.rmtree(path)
+
+
+def _make_writable(path: Path) -> None:
+    # A directory without w (or x/r) permission blocks deleting its entries even for its
+    # owner; chmod each directory before os.walk descends into it.
+    _chmod(path)
+    for here, subdirs, _ in os.walk(path):
+        for d in subdirs:
+            _chmod(Path(here) / d)
+
+
+def _chmod(path: Path) -> None:
+    try:
+        if not path.is_symlink():
+            os.chmod(path, 0o700)
+    except OSError as e:
+        print(f"[awsbatch-runner] cannot chmod {path}: {e}", file=sys.stderr)

@@ -1,0 +1,214 @@
+"""The submitting side of S3 staging: what each job's runner fetches, runs and sends back.
+
+Layout under the S3 location (`--awsbatch-s3-prefix`, or the default storage prefix):
+
+    <prefix>/<relative path>                   mirror of the working directory: sources,
+                                               inputs, outputs (kept; reruns upload nothing)
+    <prefix>/_awsbatch/runs/<run id>/...       the run's manifests and reports (removed at
+                                               the end of the run; a lifecycle rule of the
+                                               project's bucket expires leftovers)
+
+In staged mode the plugin uploads local inputs and brings outputs, logs and
+benchmarks back; in storage mode (`--default-storage-provider s3`) Snakemake's
+storage plugin moves data and the plugin only ships the sources.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from snakemake_executor_plugin_awsbatch.config import S3Location
+from snakemake_executor_plugin_awsbatch.errors import ConfigError
+from snakemake_executor_plugin_awsbatch.jobside.manifest import InputEntry, Manifest, OutputEntry
+from snakemake_executor_plugin_awsbatch.jobside.report import Report
+from snakemake_executor_plugin_awsbatch.transfer import (
+    HashCache,
+    S3Uri,
+    TransferError,
+    UploadItem,
+    download_files,
+    make_s3_client,
+    upload_files,
+)
+from snakemake_executor_plugin_awsbatch.transfer.paths import checked_relpath
+
+RUNS_DIR = "_awsbatch/runs"
+HASH_CACHE = Path(".snakemake") / "awsbatch" / "hashes.json"
+
+
+class StagingError(ConfigError):
+    """A file cannot be staged; the message names it."""
+
+
+@dataclass(frozen=True)
+class Product:
+    """A file a job writes: where it lands locally and in S3."""
+
+    path: str
+    is_dir: bool
+    kind: str  # output | log | benchmark
+    temp: bool = False
+
+
+class Stager:
+    def __init__(self, location: S3Location, run_id: str, workdir: Path, staged: bool):
+        self.location = location
+        self.run_id = run_id
+        self.workdir = workdir
+        # Staged: the plugin moves inputs and outputs. Otherwise Snakemake's storage does.
+        self.staged = staged
+        self.client = make_s3_client()
+        self.hashes = HashCache(workdir / HASH_CACHE)
+        self.sources: list[InputEntry] = []
+        # temp() outputs by job, until the job's files are fetched; then local path -> URI
+        # of the ones Snakemake will delete locally (and we then in S3).
+        self._pending_temp: dict[str, dict[str, str]] = {}
+        self._temp_uris: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    # -- run level -------------------------------------------------------------------
+
+    @property
+    def run_prefix(self) -> str:
+        return self.location.uri(RUNS_DIR, self.run_id)
+
+    def mirror_uri(self, path: str) -> str:
+        return self.location.uri(path)
+
+    def check_writable(self) -> None:
+        """Write the run's record: proves the bucket exists and accepts our objects."""
+        record = {"run_id": self.run_id, "workdir": str(self.workdir), "started": time.time()}
+        uri = S3Uri.parse(f"{self.run_prefix}/run.json")
+        try:
+            self.client.put_object(Bucket=uri.bucket, Key=uri.key, Body=json.dumps(record))
+        except (ClientError, BotoCoreError) as e:
+            raise StagingError(
+                f"Cannot write to s3://{self.location.bucket}/{self.location.key}: {e}; check "
+                "that the bucket exists in this account and that your credentials may write "
+                "to it (--awsbatch-s3-prefix)"
+            ) from None
+
+    def stage_sources(self, paths: Iterable[str]) -> None:
+        """Upload the workflow's sources (Snakefile, rules, scripts, configs) once per run."""
+        relative = [self._relative(p, "source file") for p in sorted(set(paths))]
+        self.sources = self._upload(relative)
+
+    def cleanup(self) -> None:
+        """Remove the run's manifests and reports, and temp outputs Snakemake deleted."""
+        self.forget_deleted_temp_outputs()
+        self.hashes.save()
+        base = S3Uri.parse(self.run_prefix + "/")
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=base.bucket, Prefix=base.key):
+            keys: list[Any] = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                self.client.delete_objects(Bucket=base.bucket, Delete={"Objects": keys})
+
+    # -- job level -------------------------------------------------------------------
+
+    def write_manifest(
+        self,
+        jobname: str,
+        command: str,
+        inputs: Iterable[str],
+        products: Iterable[Product],
+    ) -> str:
+        """Stage a job's inputs and write its manifest; returns the manifest's URI."""
+        entries = list(self.sources)
+        outputs: list[OutputEntry] = []
+        if self.staged:
+            known = {e.path for e in entries}
+            local = [p for p in (self._relative(i, "input") for i in inputs) if p not in known]
+            entries += self._upload(local)
+            for product in products:
+                path = self._relative(product.path, product.kind)
+                uri = self.mirror_uri(path)
+                outputs.append(OutputEntry(path, uri, product.is_dir, product.kind))
+                if product.temp:
+                    with self._lock:
+                        self._pending_temp.setdefault(jobname, {})[path] = uri
+        job_prefix = f"{self.run_prefix}/jobs/{jobname}"
+        target = S3Uri.parse(f"{job_prefix}/manifest.json")
+        manifest = Manifest(
+            run_id=self.run_id,
+            jobname=jobname,
+            command=command,
+            report_uri=f"{job_prefix}/report.json",
+            inputs=entries,
+            outputs=outputs,
+        )
+        body = manifest.to_json().encode()
+        self.client.put_object(Bucket=target.bucket, Key=target.key, Body=body)
+        return str(target)
+
+    def read_report(self, manifest_uri: str) -> Report | None:
+        """The runner's report for a job, or None when the runner never wrote one."""
+        uri = S3Uri.parse(manifest_uri.rsplit("/", 1)[0] + "/report.json")
+        try:
+            body = self.client.get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read()
+        except ClientError:
+            return None
+        return Report.from_json(body)
+
+    def fetch_products(self, report: Report, kinds: tuple[str, ...]) -> None:
+        """Download what the job wrote, verified, into the working directory."""
+        if not self.staged:
+            return
+        items = report.download_items(self.workdir, kinds)
+        try:
+            download_files(items, client=self.client, hash_cache=self.hashes)
+        except TransferError as e:
+            raise StagingError(f"Fetching the outputs of job {report.jobname} failed: {e}") from e
+        if "output" in kinds:
+            with self._lock:
+                self._temp_uris.update(self._pending_temp.pop(report.jobname, {}))
+
+    def forget_deleted_temp_outputs(self) -> None:
+        """Delete the S3 copies of temp() outputs once Snakemake removed the local ones."""
+        with self._lock:
+            gone = {p: u for p, u in self._temp_uris.items() if not (self.workdir / p).exists()}
+            for path in gone:
+                del self._temp_uris[path]
+        for uri in gone.values():
+            s3 = S3Uri.parse(uri)
+            self.client.delete_object(Bucket=s3.bucket, Key=s3.key)
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _relative(self, path: str, what: str) -> str:
+        relative = os.path.relpath(os.path.abspath(path), self.workdir)
+        try:
+            return checked_relpath(Path(relative).as_posix())
+        except ValueError:
+            raise StagingError(
+                f"The {what} {path} lies outside the working directory {self.workdir}; jobs "
+                "only see files below it. Run Snakemake from a directory that contains the "
+                "workflow and its files (or use -d)."
+            ) from None
+
+    def _upload(self, paths: list[str]) -> list[InputEntry]:
+        missing = [p for p in paths if not (self.workdir / p).exists()]
+        if missing:
+            raise StagingError(f"Cannot stage {', '.join(missing)}: no such file")
+        items = [
+            UploadItem(self.workdir / p, self.mirror_uri(p), (self.workdir / p).is_dir())
+            for p in paths
+        ]
+        try:
+            stats = upload_files(items, client=self.client, hash_cache=self.hashes)
+        except TransferError as e:
+            raise StagingError(f"Uploading to {self.location.uri()} failed: {e}") from e
+        by_uri = {r.uri: r for r in stats.results}
+        return [
+            InputEntry(p, item.uri, by_uri[item.uri].sha256, by_uri[item.uri].size, item.is_dir)
+            for p, item in zip(paths, items, strict=True)
+        ]

@@ -1,0 +1,47 @@
+"""Which files of a Snakemake job the plugin stages in and brings back.
+
+Files in a storage provider (`storage.s3(...)`, or everything under
+`--default-storage-provider`) are Snakemake's business, not the plugin's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from snakemake_executor_plugin_awsbatch.staging import Product
+
+
+def _local(files: Iterable[Any]) -> list[Any]:
+    return [f for f in files if not getattr(f, "is_storage", False)]
+
+
+def _flag(f: Any, name: str) -> bool:
+    return bool(getattr(f, "flags", {}).get(name))
+
+
+def job_inputs(job: Any) -> list[str]:
+    """Local inputs; for a group job, only those produced outside the group."""
+    return [str(f) for f in _local(job.input)]
+
+
+def job_products(job: Any) -> list[Product]:
+    """Outputs, logs and benchmarks the job writes and the submitting side wants back.
+
+    For a group job: the outputs of every member job, except temp() files that another
+    member consumes (Snakemake deletes those inside the job).
+    """
+    members = list(job.jobs) if job.is_group() else [job]
+    consumed = {str(f) for m in members for f in m.input}
+    products: dict[str, Product] = {}
+    for member in members:
+        for f in _local(member.output):
+            if _flag(f, "temp") and str(f) in consumed:
+                continue
+            products[str(f)] = Product(str(f), _flag(f, "directory"), "output", _flag(f, "temp"))
+        for f in _local(member.log):
+            products[str(f)] = Product(str(f), False, "log")
+        benchmark = getattr(member, "benchmark", None)  # one file or None
+        if benchmark and not getattr(benchmark, "is_storage", False):
+            products[str(benchmark)] = Product(str(benchmark), False, "benchmark")
+    return list(products.values())
