@@ -410,6 +410,7 @@ class Executor(RemoteExecutor):
         stager = getattr(self, "stager", None)
         if stager is not None:
             stager.cleanup()
+            self.logger.info(f"AWS Batch run {self.run_id}: staging {stager.traffic.describe()}.")
 
     def _terminate(self, job_id: str, why: str) -> None:
         reason = f"Snakemake run {self.run_id}: {why}"

@@ -31,6 +31,8 @@ from snakemake_executor_plugin_awsbatch.errors import ConfigError
 from snakemake_executor_plugin_awsbatch.jobside.manifest import InputEntry, Manifest, OutputEntry
 from snakemake_executor_plugin_awsbatch.jobside.report import Report
 from snakemake_executor_plugin_awsbatch.transfer import (
+    FileResult,
+    FileStamp,
     HashCache,
     S3Uri,
     TransferError,
@@ -59,6 +61,35 @@ class Product:
     temp: bool = False
 
 
+@dataclass
+class Traffic:
+    """What staging moved in one run, for the summary at its end."""
+
+    uploaded_files: int = 0
+    uploaded_bytes: int = 0
+    unchanged_files: int = 0  # staged, but S3 already held the same content
+    fetched_files: int = 0
+    fetched_bytes: int = 0
+
+    def count_uploads(self, results: Iterable[FileResult]) -> None:
+        for r in results:
+            sent = 0 if r.skipped else r.files
+            self.uploaded_files += sent
+            self.uploaded_bytes += r.transferred
+            self.unchanged_files += r.files - sent
+
+    def describe(self) -> str:
+        return (
+            f"uploaded {self.uploaded_files} files ({_mb(self.uploaded_bytes)}), "
+            f"{self.unchanged_files} were already in S3; fetched {self.fetched_files} "
+            f"files ({_mb(self.fetched_bytes)})"
+        )
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
 class Stager:
     def __init__(self, location: S3Location, run_id: str, workdir: Path, staged: bool):
         self.location = location
@@ -73,6 +104,10 @@ class Stager:
         # of the ones Snakemake will delete locally (and we then in S3).
         self._pending_temp: dict[str, dict[str, str]] = {}
         self._temp_uris: dict[str, str] = {}
+        # Files known to be in S3 as they are now (staged or fetched in this run), so a
+        # reference that 2,000 jobs read costs one upload check, not 2,000.
+        self._in_s3: dict[str, tuple[FileStamp, InputEntry]] = {}
+        self.traffic = Traffic()
         self._lock = threading.Lock()
 
     # -- run level -------------------------------------------------------------------
@@ -165,9 +200,16 @@ class Stager:
             return
         items = report.download_items(self.workdir, kinds)
         try:
-            download_files(items, client=self.client, hash_cache=self.hashes)
+            fetched = download_files(items, client=self.client, hash_cache=self.hashes)
         except TransferError as e:
             raise StagingError(f"Fetching the outputs of job {report.jobname} failed: {e}") from e
+        with self._lock:
+            self.traffic.fetched_files += fetched.files
+            self.traffic.fetched_bytes += fetched.transferred_bytes
+            for written in report.written:
+                if written.kind == "output" and not written.is_dir:
+                    entry = InputEntry(written.path, written.uri, written.sha256, written.size)
+                    self._remember_in_s3(entry)
         if "output" in kinds:
             with self._lock:
                 self._temp_uris.update(self._pending_temp.pop(report.jobname, {}))
@@ -196,19 +238,41 @@ class Stager:
             ) from None
 
     def _upload(self, paths: list[str]) -> list[InputEntry]:
+        """Entries for `paths`, uploading those S3 may not hold as they are now."""
         missing = [p for p in paths if not (self.workdir / p).exists()]
         if missing:
             raise StagingError(f"Cannot stage {', '.join(missing)}: no such file")
+        with self._lock:
+            known = {p: e for p in paths if (e := self._known_in_s3(p)) is not None}
+            self.traffic.unchanged_files += len(known)
+        rest = [p for p in paths if p not in known]
         items = [
             UploadItem(self.workdir / p, self.mirror_uri(p), (self.workdir / p).is_dir())
-            for p in paths
+            for p in rest
         ]
         try:
             stats = upload_files(items, client=self.client, hash_cache=self.hashes)
         except TransferError as e:
             raise StagingError(f"Uploading to {self.location.uri()} failed: {e}") from e
-        by_uri = {r.uri: r for r in stats.results}
-        return [
-            InputEntry(p, item.uri, by_uri[item.uri].sha256, by_uri[item.uri].size, item.is_dir)
-            for p, item in zip(paths, items, strict=True)
-        ]
+        with self._lock:
+            self.traffic.count_uploads(stats.results)
+            for p, item, r in zip(rest, items, stats.results, strict=True):
+                known[p] = InputEntry(p, item.uri, r.sha256, r.size, item.is_dir)
+                if not item.is_dir:
+                    self._remember_in_s3(known[p])
+        return [known[p] for p in paths]
+
+    def _known_in_s3(self, path: str) -> InputEntry | None:
+        """The entry of a file staged or fetched in this run, if it has not changed since."""
+        seen = self._in_s3.get(path)
+        try:
+            unchanged = seen is not None and FileStamp.of(self.workdir / path) == seen[0]
+        except OSError:
+            unchanged = False
+        return seen[1] if unchanged and seen is not None else None
+
+    def _remember_in_s3(self, entry: InputEntry) -> None:
+        try:
+            self._in_s3[entry.path] = (FileStamp.of(self.workdir / entry.path), entry)
+        except OSError:
+            self._in_s3.pop(entry.path, None)

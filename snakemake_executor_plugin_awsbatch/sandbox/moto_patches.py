@@ -19,6 +19,9 @@ like AWS Batch on ECS:
    AWS_ENDPOINT_URL, so it must be http://127.0.0.1.
 4. Job containers carry a label naming the sandbox, so that `down` finds and removes
    them, including those of jobs moto was still running when it stopped.
+5. The environment AWS Batch gives every job: moto sets only AWS_BATCH_JOB_ID; AWS also
+   sets AWS_BATCH_JOB_ATTEMPT (1 for the first attempt; moto makes no other) and
+   AWS_BATCH_JQ_NAME (the job queue's name).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ def apply(label: tuple[str, str], grace_seconds: int) -> None:
     _exit_codes()
     _loopback_endpoint()
     _label_containers(label)
+    _batch_environment()
 
 
 def _graceful_stop(grace_seconds: int) -> None:
@@ -110,3 +114,21 @@ def _label_containers(label: tuple[str, str]) -> None:
         return original_run(self, *args, **kwargs)
 
     ContainerCollection.run = run
+
+
+def _batch_environment() -> None:
+    from moto.batch.models import Job
+
+    original_property = Job._get_container_property
+
+    def container_property(self: Job, p: str, default: Any) -> Any:
+        value = original_property(self, p, default)
+        if p == "environment":
+            value = [
+                *value,
+                {"name": "AWS_BATCH_JOB_ATTEMPT", "value": "1"},
+                {"name": "AWS_BATCH_JQ_NAME", "value": self.job_queue.name},
+            ]
+        return value
+
+    Job._get_container_property = container_property  # type: ignore[method-assign]

@@ -2,8 +2,9 @@
 
 Snakemake runs as a subprocess (`python -m snakemake` from this venv) in a temporary
 directory holding the test's Snakefile, with the sandbox's variables in its environment
-and its files in Snakemake's S3 storage under a prefix of its own, so tests never see
-each other's outputs.
+and its files under an S3 prefix of its own, so tests never see each other's files.
+Two modes, as for users: staged (the default: the plugin stages files, outputs come back
+into the working directory) and storage (Snakemake's S3 storage holds every file).
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ class Workflow:
     """A Snakefile in its own directory with its own S3 prefix on the sandbox."""
 
     workdir: Path
-    prefix: str  # s3://bucket/key-prefix, the --default-storage-prefix
+    prefix: str  # s3://bucket/key-prefix: --awsbatch-s3-prefix or --default-storage-prefix
     sandbox: testing.RunningSandbox
+    storage: bool = False  # Snakemake's S3 storage moves the files, not the plugin
 
     @classmethod
     def create(
@@ -60,54 +62,71 @@ class Workflow:
         workdir: Path,
         snakefile: str,
         files: dict[str, str] | None = None,
+        *,
+        storage: bool = False,
     ) -> Workflow:
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "Snakefile").write_text(snakefile)
         for name, text in (files or {}).items():
             (workdir / name).parent.mkdir(parents=True, exist_ok=True)
             (workdir / name).write_text(text)
-        return cls.at(sandbox, workdir)
+        return cls.at(sandbox, workdir, storage=storage)
 
     @classmethod
-    def at(cls, sandbox: testing.RunningSandbox, workdir: Path) -> Workflow:
+    def at(
+        cls, sandbox: testing.RunningSandbox, workdir: Path, *, storage: bool = False
+    ) -> Workflow:
         """The workflow already in workdir, with a fresh S3 prefix."""
         base = sandbox.env["SNAKEMAKE_AWSBATCH_S3_PREFIX"].rstrip("/")
-        return cls(workdir, f"{base}/e2e-{workdir.name}-{uuid.uuid4().hex[:8]}", sandbox)
+        prefix = f"{base}/e2e-{workdir.name}-{uuid.uuid4().hex[:8]}"
+        return cls(workdir, prefix, sandbox, storage)
+
+    def location_args(self) -> list[str]:
+        if not self.prefix:  # left to the environment
+            return []
+        if self.storage:
+            return ["--default-storage-provider", "s3", "--default-storage-prefix", self.prefix]
+        return ["--awsbatch-s3-prefix", self.prefix]
 
     def command(self, *args: str, jobs: int = 4) -> list[str]:
+        # args (targets among them) come first: an option taking a list (--config,
+        # --default-resources) would swallow targets that follow it.
         return [
             sys.executable,
             "-m",
             "snakemake",
+            *args,
             "--executor",
             "awsbatch",
             "--jobs",
             str(jobs),
-            "--default-storage-provider",
-            "s3",
-            "--default-storage-prefix",
-            self.prefix,
+            *self.location_args(),
             "--seconds-between-status-checks",
             "1",
             # The machine running the tests is small; moto does not enforce this anyway.
             "--default-resources",
             "mem_mb=256",
-            *args,
         ]
 
-    def environment(self) -> dict[str, str]:
-        env = {**os.environ, **self.sandbox.env}
+    def environment(self, changes: dict[str, str] | None = None) -> dict[str, str]:
+        env = {**os.environ, **self.sandbox.env, **(changes or {})}
         # A real profile or session token would mix real AWS into the sandbox's config.
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
             env.pop(name, None)
         return env
 
-    def run(self, *args: str, jobs: int = 4, timeout: float = 300) -> Result:
+    def run(
+        self,
+        *args: str,
+        jobs: int = 4,
+        timeout: float = 300,
+        env: dict[str, str] | None = None,
+    ) -> Result:
         started = time.monotonic()
         done = subprocess.run(
             self.command(*args, jobs=jobs),
             cwd=self.workdir,
-            env=self.environment(),
+            env=self.environment(env),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -135,10 +154,25 @@ class Workflow:
         return bucket, f"{key_prefix}/{path}"
 
     def read_output(self, path: str) -> str:
-        """An output file of the run, as the jobs left it in S3."""
+        """An output file of the run where the user finds it: in the working directory
+        (staged) or in S3 (storage)."""
+        if not self.storage:
+            return (self.workdir / path).read_text()
         bucket, key = self.s3_key(path)
         s3 = self.sandbox.session().client("s3")
         return s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+
+    def s3_objects(self) -> dict[str, dict[str, Any]]:
+        """Every object under the workflow's prefix: path below it -> size, ETag, time."""
+        bucket, key_prefix = self.s3_key("")
+        s3 = self.sandbox.session().client("s3")
+        return {
+            item["Key"][len(key_prefix) :]: item
+            for page in s3.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=key_prefix
+            )
+            for item in page.get("Contents", [])
+        }
 
     def download(self, paths: Iterable[str], dest: Path) -> Path:
         s3 = self.sandbox.session().client("s3")
@@ -252,3 +286,10 @@ def definition_of(job: dict[str, Any]) -> str:
 
 def rule_of(job: dict[str, Any]) -> str:
     return job["tags"]["snakemake-rule"]
+
+
+def scratch_entries(sandbox: testing.RunningSandbox, job_ids: Iterable[str]) -> list[str]:
+    """What these Batch jobs have in the scratch root: the job-side runner names each job's
+    scratch directory, and its lock file, after the job id (docs/staging.md)."""
+    ids = tuple(job_ids)
+    return sorted(p.name for p in sandbox.scratch_dir.iterdir() if p.name.startswith(ids))

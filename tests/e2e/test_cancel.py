@@ -1,4 +1,5 @@
-"""Ctrl-C: Snakemake stops promptly and takes its Batch jobs and their containers with it."""
+"""Ctrl-C: Snakemake stops promptly and takes its Batch jobs, their containers and their
+scratch directories with it."""
 
 from __future__ import annotations
 
@@ -45,6 +46,10 @@ def test_ctrl_c_terminates_every_job_of_the_run(
         runs.poll(
             lambda: len(runs.containers_of(sandbox, ids)) == 3, 30, "a container for each job"
         )
+        # Each job works in its own scratch directory (plus its lock file).
+        runs.poll(
+            lambda: len(runs.scratch_entries(sandbox, ids)) == 6, 30, "three scratch directories"
+        )
         snakemake.interrupt()
         try:
             snakemake.process.wait(timeout=30)
@@ -67,3 +72,5 @@ def test_ctrl_c_terminates_every_job_of_the_run(
         assert run_id in reason and "cancelled" in reason, (job["jobName"], reason)
     # The containers go too (the sandbox stops them as ECS would: SIGTERM, grace, SIGKILL).
     runs.poll(lambda: not runs.containers_of(sandbox, ids), 30, "the jobs' containers to go")
+    # The runner got SIGTERM, stopped the command and removed the scratch directory.
+    assert runs.scratch_entries(sandbox, ids) == []

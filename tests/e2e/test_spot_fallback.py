@@ -7,7 +7,6 @@ attempt it had.
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import pytest
@@ -19,9 +18,8 @@ pytestmark = pytest.mark.e2e
 
 RECLAIM_REASON = "Host EC2 (instance i-0123456789abcdef0) terminated."
 
-# The scratch root is the same host directory in every job, so the test can tell the rule
-# when it runs for the first time (touch `started`, then wait to be reclaimed) and when it
-# is the resubmission (`reclaimed` exists: finish at once).
+# On the default (spot) queue the job waits to be reclaimed; resubmitted to the priority
+# queue it finishes at once. AWS_BATCH_JQ_NAME is the queue Batch runs the job from.
 SNAKEFILE = """
 localrules: all
 
@@ -31,29 +29,30 @@ rule all:
 rule survivor:
     output: "results/survivor.txt"
     shell:
-        "if [ ! -e {MARKERS}/reclaimed ]; then touch {MARKERS}/started; sleep 120; fi; "
-        "echo $AWS_BATCH_JOB_ID > {output}"
+        'if [ "$AWS_BATCH_JQ_NAME" = "{DEFAULT}" ]; then sleep 120; fi; '
+        "echo $AWS_BATCH_JOB_ID $AWS_BATCH_JQ_NAME > {output}"
 """
 
 
 def test_reclaimed_job_is_resubmitted_to_the_priority_queue(
     sandbox: testing.RunningSandbox, tmp_path: Path
 ) -> None:
-    markers = sandbox.scratch_dir / f"e2e-spot-{uuid.uuid4().hex[:8]}"
-    markers.mkdir()
     batch = runs.Batch(sandbox)
     default_queue = sandbox.env["SNAKEMAKE_AWSBATCH_DEFAULT_QUEUE"]
     priority_queue = sandbox.env["SNAKEMAKE_AWSBATCH_PRIORITY_QUEUE"]
     workflow = runs.Workflow.create(
-        sandbox, tmp_path / "spot", SNAKEFILE.replace("{MARKERS}", str(markers))
+        sandbox, tmp_path / "spot", SNAKEFILE.replace("{DEFAULT}", default_queue)
     )
     snakemake = workflow.start(jobs=1)
     try:
         run_id = snakemake.run_id()
-        runs.poll(lambda: (markers / "started").exists(), 90, "the job's command to start")
-        (first,) = batch.jobs_of_run(run_id)
-        assert (runs.queue_of(first), first["status"]) == (default_queue, "RUNNING")
-        (markers / "reclaimed").touch()
+        (first,) = runs.poll(
+            lambda: [j for j in batch.jobs_of_run(run_id) if j["status"] == "RUNNING"],
+            90,
+            "the job to run",
+        )
+        assert runs.queue_of(first) == default_queue
+        runs.poll(lambda: runs.containers_of(sandbox, [first["jobId"]]), 30, "the job's container")
         batch.client.terminate_job(jobId=first["jobId"], reason=RECLAIM_REASON)
         snakemake.process.wait(timeout=120)
     finally:
@@ -67,5 +66,8 @@ def test_reclaimed_job_is_resubmitted_to_the_priority_queue(
         (priority_queue, "survivor", "SUCCEEDED"),
     ]
     assert jobs[0]["statusReason"] == RECLAIM_REASON
-    # The output is the resubmitted job's work.
-    assert workflow.read_output("results/survivor.txt").strip() == jobs[1]["jobId"]
+    # The output is the resubmitted job's work, done on the priority queue.
+    assert workflow.read_output("results/survivor.txt").split() == [
+        jobs[1]["jobId"],
+        priority_queue,
+    ]
