@@ -9,8 +9,10 @@ APT_PACKAGES := podman runc debootstrap bwa samtools bcftools
 
 # The sandbox (moto + podman): `make demo` runs a pipeline from workflows/ on it.
 SANDBOX := $(BIN)/python -m snakemake_executor_plugin_awsbatch.sandbox
-# The example pipeline; `make demo DEMO_WORKFLOW=workflows/demo` runs the small smoke test.
+# The example pipeline; `make demo DEMO_WORKFLOW=workflows/demo` runs the small smoke test,
+# `make demo DEMO_ARGS=--forceall` runs every job again.
 DEMO_WORKFLOW ?= workflows/variant-calling
+DEMO_ARGS ?=
 
 # checkov pins many dependencies: its own virtualenv keeps them out of .venv.
 CHECKOV_VENV := .venv-checkov
@@ -58,9 +60,9 @@ test: system-deps venv checkov-venv lint
 	$(BIN)/pytest -ra
 
 # Starts the sandbox (building its job image the first time, about 2 minutes), runs
-# $(DEMO_WORKFLOW) with --executor awsbatch, copies its results out, stops the sandbox.
+# $(DEMO_WORKFLOW) with the awsbatch profile (results land in its results/), stops the sandbox.
 demo: system-deps venv
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(SANDBOX) run -- workflows/demo/run_demo.sh $(DEMO_WORKFLOW)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(SANDBOX) run -- workflows/demo/run_demo.sh $(DEMO_WORKFLOW) $(DEMO_ARGS)
 
 # Builds the sandbox's job image ahead of time (CI caches podman's image store).
 sandbox-image: system-deps venv

@@ -1,8 +1,9 @@
 """The example pipeline on the sandbox finds every planted variant, exactly as a local run.
 
 Runs workflows/variant-calling with the `awsbatch` profile, as docs/workflows.md tells
-users to, with its files in S3; then compares the outputs with a local run's byte for byte
-(tests/workflows/variant_calling.py says which files and why those).
+users to (the plugin stages the files through S3 and brings the outputs back); then
+compares the outputs with a local run's byte for byte (tests/workflows/variant_calling.py
+says which files and why those).
 """
 
 from __future__ import annotations
@@ -39,10 +40,7 @@ def test_variant_calling_on_batch_matches_the_local_run(
         "0",
         "--seconds-between-status-checks",
         "2",
-        "--default-storage-provider",
-        "s3",
-        "--default-storage-prefix",
-        workflow.prefix,
+        *workflow.location_args(),
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
@@ -54,10 +52,9 @@ def test_variant_calling_on_batch_matches_the_local_run(
     assert queues.pop("call_variants") == sandbox_env["SNAKEMAKE_AWSBATCH_PRIORITY_QUEUE"]
     assert set(queues.values()) == {sandbox_env["SNAKEMAKE_AWSBATCH_DEFAULT_QUEUE"]}
 
-    from_s3 = workflow.download(vc.COMPARED_FILES, tmp_path / "from-s3")
-    report = json.loads((from_s3 / "results/report/summary.json").read_text())["samples"]
+    report = json.loads((workdir / "results/report/summary.json").read_text())["samples"]
     assert sorted(report) == SAMPLES
     for sample, metrics in report.items():
         assert (metrics["precision"], metrics["recall"]) == (1.0, 1.0), (sample, metrics)
     assert "missing" not in vc.fingerprint(local).values()
-    assert vc.fingerprint(from_s3) == vc.fingerprint(local)
+    assert vc.fingerprint(workdir) == vc.fingerprint(local)
