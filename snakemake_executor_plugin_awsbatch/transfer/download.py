@@ -134,7 +134,7 @@ class _Downloader:
         tmp = dest.with_name(f".{dest.name}.awsbatch-part-{secrets.token_hex(4)}")
         try:
             if size is None or size > self.tuning.multipart_threshold:
-                info = objects.head(self.client, s3)
+                info = objects.head(self.client, s3, tags=expected is None)
                 if info is None:
                     raise _missing(dest, s3)
                 size, expected = info.size, expected or info.sha256

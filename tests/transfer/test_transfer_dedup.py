@@ -31,11 +31,18 @@ SMALL_PARTS = Tuning(
 
 
 def sabotage(s3: Any, bucket: str, key: str) -> bytes:
-    """Replace the object's bytes (same length) but keep its recorded digest, so only a
-    new PUT could bring the real content back."""
+    """Replace the object's bytes (same length) but keep its recorded digest (metadata for
+    small files, a tag for large ones), so only a new PUT could bring the real content back."""
     head = s3.head_object(Bucket=bucket, Key=key)
+    tags = s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
     body = b"S" * head["ContentLength"]
-    s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata=head["Metadata"])
+    s3.put_object(
+        Bucket=bucket,
+        Key=key,
+        Body=body,
+        Metadata=head["Metadata"],
+        Tagging="&".join(f"{t['Key']}={t['Value']}" for t in tags),
+    )
     return body
 
 

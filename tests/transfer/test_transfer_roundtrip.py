@@ -11,6 +11,7 @@ import pytest
 from snakemake_executor_plugin_awsbatch.transfer import (
     LISTING_NAME,
     DownloadItem,
+    TransferFailedError,
     Tuning,
     UploadItem,
     download_files,
@@ -52,8 +53,12 @@ def test_file_round_trip_records_and_verifies_sha256(
 
     digest = sha256_file(src)
     assert up.results[0].sha256 == digest and up.results[0].size == size
+    # The digest is recorded with the object: as metadata when known before the upload
+    # (small files), as a tag set after it (large files are hashed while they upload).
     head = s3.head_object(Bucket=bucket, Key="stage/data.bin")
-    assert head["Metadata"]["sha256"] == digest
+    tags = s3.get_object_tagging(Bucket=bucket, Key="stage/data.bin")["TagSet"]
+    recorded = [head["Metadata"].get("sha256"), *(t["Value"] for t in tags if t["Key"] == "sha256")]
+    assert [d for d in recorded if d] == [digest]
     dest = tmp_path / "dest" / "sub" / "data.bin"
     down = download_files([DownloadItem(uri, dest, sha256=digest, size=size)], tuning=SMALL_PARTS)
     assert dest.read_bytes() == src.read_bytes()
@@ -61,15 +66,22 @@ def test_file_round_trip_records_and_verifies_sha256(
     assert os.listdir(dest.parent) == ["data.bin"]  # no temporary file left behind
 
 
+@pytest.mark.parametrize("size", [5, 12 * MiB + 7])
 def test_download_without_known_size_or_digest_uses_the_recorded_one(
-    tmp_path: Path, bucket: str
+    tmp_path: Path, bucket: str, s3: Any, size: int
 ) -> None:
-    src = write(tmp_path / "a.txt", b"hello")
+    src = write(tmp_path / "a.txt", os.urandom(size))
     uri = f"s3://{bucket}/a.txt"
-    upload_files([UploadItem(src, uri)])
-    stats = download_files([DownloadItem(uri, tmp_path / "b.txt")])
-    assert (tmp_path / "b.txt").read_bytes() == b"hello"
+    upload_files([UploadItem(src, uri)], tuning=SMALL_PARTS)
+    stats = download_files([DownloadItem(uri, tmp_path / "b.txt")], tuning=SMALL_PARTS)
+    assert (tmp_path / "b.txt").read_bytes() == src.read_bytes()
     assert stats.results[0].sha256 == sha256_file(src)
+
+    # The recorded digest is what the download is checked against.
+    s3.put_object(Bucket=bucket, Key="a.txt", Body=b"X" * size, Metadata={"sha256": "0" * 64})
+    with pytest.raises(TransferFailedError, match="checksum mismatch"):
+        download_files([DownloadItem(uri, tmp_path / "c.txt")], tuning=SMALL_PARTS)
+    assert not (tmp_path / "c.txt").exists()
 
 
 def test_odd_file_names_round_trip(tmp_path: Path, bucket: str, s3: Any) -> None:
