@@ -1,12 +1,20 @@
-"""Per-job overhead of the job runner: from its start to the command's first instruction.
+"""Per-job overhead inside the container: from the runner's start to the rule's command.
 
     .venv/bin/python benchmarks/runner_overhead.py [--runs 10] [--inputs 5]
 
 Runs the real runner (`python -m snakemake_executor_plugin_awsbatch.jobside`) on a
-manifest whose command first records `$EPOCHREALTIME`, with a few small inputs (a
-Snakefile, scripts, a config) and one output. Reports the time from spawning the runner
-to that first instruction, with and without the input download, and the runner's own
-phases from its report. Uses AWS_ENDPOINT_URL if set, else a moto server of its own.
+manifest with a few small inputs (a Snakefile, scripts, a config) and one output, twice
+per run:
+
+- `bare`: the manifest's command itself first records `$EPOCHREALTIME`: the runner's own
+  overhead;
+- `snakemake`: the command is what the plugin really sends, the job's Snakemake in remote
+  mode (`python -m snakemake --target-jobs ... --mode remote`), and the rule's shell
+  command records `$EPOCHREALTIME`: what a job pays before its rule starts.
+
+Reports the time from spawning the runner to that first instruction, with and without
+the input download, and the runner's own phases from its report. Uses AWS_ENDPOINT_URL
+if set, else a moto server of its own.
 """
 
 from __future__ import annotations
@@ -33,19 +41,35 @@ def main() -> None:
     p.add_argument("--json", default="benchmarks/runner-overhead-results.json", help="'' for none")
     args = p.parse_args()
     dummy_credentials()
+    results = {}
     with tempfile.TemporaryDirectory(prefix="runner-overhead-") as tmp, s3_endpoint():
-        rows = [_one_run(Path(tmp), i, args.inputs) for i in range(args.runs)]
-    summary = {k: _stats([r[k] for r in rows]) for k in rows[0]}
-    print(f"\n{args.runs} runs, {args.inputs} inputs each; seconds (median / min / max)")
-    for key, s in summary.items():
-        print(f"  {key:34} {s['median']:6.3f} {s['min']:6.3f} {s['max']:6.3f}")
+        for kind in ("bare", "snakemake"):
+            rows = [_one_run(Path(tmp), kind, i, args.inputs) for i in range(args.runs)]
+            summary = {k: _stats([r[k] for r in rows]) for k in rows[0]}
+            results[kind] = {"summary": summary, "runs": rows}
+            print(f"\n{kind}: {args.runs} runs, {args.inputs} inputs each; s (median/min/max)")
+            for key, s in summary.items():
+                print(f"  {key:38} {s['median']:6.3f} {s['min']:6.3f} {s['max']:6.3f}")
     if args.json:
-        Path(args.json).write_text(
-            json.dumps({"command": " ".join(sys.argv), "summary": summary, "runs": rows}, indent=1)
-        )
+        Path(args.json).write_text(json.dumps({"command": " ".join(sys.argv), **results}, indent=1))
 
 
-def _one_run(tmp: Path, i: int, n_inputs: int) -> dict[str, float]:
+# The command the plugin sends for a one-rule job (format_job_exec), less the arguments
+# that only matter with storage or shared file systems.
+JOB_SNAKEMAKE_ARGS = (
+    "--snakefile Snakefile --target-jobs 'hello:' --allowed-rules hello"
+    " --cores all --attempt 1 --force-use-threads --force --target-files-omit-workdir-adjustment"
+    " --max-inventory-time 0 --retries 0 --nocolor --no-hooks --nolock --ignore-incomplete"
+    " --shared-fs-usage none --latency-wait 5 --quiet progress rules host --mode remote"
+)
+SNAKEFILE = """
+rule hello:
+    output: "results/out.txt"
+    shell: "echo $EPOCHREALTIME > {marker}; echo done > {{output}}"
+"""
+
+
+def _one_run(tmp: Path, kind: str, i: int, n_inputs: int) -> dict[str, float]:
     import boto3
 
     from snakemake_executor_plugin_awsbatch.jobside.manifest import (
@@ -61,15 +85,22 @@ def _one_run(tmp: Path, i: int, n_inputs: int) -> dict[str, float]:
     src = tmp / "src"
     src.mkdir(exist_ok=True)
     names = ["Snakefile", "config.yaml"] + [f"scripts/step{k}.py" for k in range(n_inputs - 2)]
+    marker = tmp / f"first-instruction-{kind}-{i}"
     for name in names:
         (src / name).parent.mkdir(parents=True, exist_ok=True)
         (src / name).write_text(f"# {name}\n" * 200)
-    staged = upload_files([UploadItem(src / n, f"s3://{BUCKET}/files/{n}") for n in names])
-    marker = tmp / f"first-instruction-{i}"
+    (src / "Snakefile").write_text(SNAKEFILE.format(marker=marker))
+    staged = upload_files(
+        [UploadItem(src / n, f"s3://{BUCKET}/files/{kind}{i}/{n}") for n in names]
+    )
+    if kind == "bare":
+        command = f"echo $EPOCHREALTIME > {marker}; mkdir -p results; echo done > results/out.txt"
+    else:
+        command = f"{sys.executable} -m snakemake {JOB_SNAKEMAKE_ARGS}"
     manifest = Manifest(
         run_id="bench",
         jobname=f"job{i}",
-        command=f"echo $EPOCHREALTIME > {marker}; mkdir -p results; echo done > results/out.txt",
+        command=command,
         report_uri=f"s3://{BUCKET}/runs/job{i}/report.json",
         inputs=[
             InputEntry(n, r.uri, r.sha256, r.size)

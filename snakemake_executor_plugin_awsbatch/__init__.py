@@ -1,13 +1,19 @@
 """Snakemake executor plugin for AWS Batch (`snakemake --executor awsbatch`).
 
 Snakemake finds the plugin by this module's name; it needs `common_settings`,
-`Executor` and `ExecutorSettings` here.
+`Executor` and `ExecutorSettings` here. `Executor` is imported on first use: the job-side
+runner and the transfer layer live in this package too, and a job should not pay for
+importing the submitting side when it starts.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from snakemake_interface_executor_plugins.settings import CommonSettings
 
-from snakemake_executor_plugin_awsbatch.executor import Executor
 from snakemake_executor_plugin_awsbatch.settings import ExecutorSettings
+
+if TYPE_CHECKING:
+    from snakemake_executor_plugin_awsbatch.executor import Executor
 
 __all__ = ["Executor", "ExecutorSettings", "common_settings"]
 
@@ -28,3 +34,11 @@ common_settings = CommonSettings(
     auto_deploy_default_storage_provider=False,
     init_seconds_before_status_checks=5,
 )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Executor":
+        from snakemake_executor_plugin_awsbatch.executor import Executor
+
+        return Executor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -265,10 +265,13 @@ class Executor(RemoteExecutor):
             return
         self.next_seconds_between_status_checks = self.base_poll_seconds
         now = time.monotonic()
-        for job_info in active_jobs:
-            followed = await self._follow(job_info, details.get(job_info.external_jobid), now)
-            if followed is not None:
-                yield followed
+        # Concurrently: many jobs may end in one round, each with outputs to fetch back.
+        followed = await asyncio.gather(
+            *(self._follow(j, details.get(j.external_jobid), now) for j in active_jobs)
+        )
+        for job_info in followed:
+            if job_info is not None:
+                yield job_info
         await asyncio.to_thread(self.stager.forget_deleted_temp_outputs)
 
     async def _describe(self, ids: list[str]) -> dict[str, dict[str, Any]]:

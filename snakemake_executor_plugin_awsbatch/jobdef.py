@@ -65,6 +65,9 @@ def job_definition_request(shape: ContainerShape) -> dict[str, Any]:
         ],
         "volumes": volumes,
         "mountPoints": mounts,
+        # A minimal init as PID 1 passes Batch's SIGTERM on to the job-side runner and
+        # reaps the orphans of the rule's tools.
+        "linuxParameters": {"initProcessEnabled": True},
         "logConfiguration": {
             "logDriver": "awslogs",
             "options": {"awslogs-group": shape.log_group, "awslogs-region": shape.region},

@@ -78,3 +78,30 @@ def test_every_setting_is_documented_with_its_default() -> None:
         assert setting["env_var"] in row
         if setting["default"] is not None:
             assert f"`{setting['default']}`" in row, f"{setting['cliarg']}: default not documented"
+
+
+def test_dry_run_needs_no_aws(tmp_path) -> None:
+    """`-n` makes no AWS call: no credentials, no region, no image, and an endpoint that
+    refuses every connection still give a dry run that lists the job."""
+    (tmp_path / "Snakefile").write_text(
+        'rule hello:\n    output: "hello.txt"\n    shell: "echo hi > {output}"\n'
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",  # the discard port: nothing listens
+        "AWS_CONFIG_FILE": "/nonexistent",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--executor", "awsbatch"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "This was a dry-run" in done.stdout + done.stderr
+    assert "hello" in done.stdout
