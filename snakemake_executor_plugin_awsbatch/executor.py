@@ -38,7 +38,11 @@ from snakemake_executor_plugin_awsbatch.resources import JobResources, fit_farga
 from snakemake_executor_plugin_awsbatch.settings import ExecutorSettings
 from snakemake_executor_plugin_awsbatch.stack import read_stack_outputs
 from snakemake_executor_plugin_awsbatch.staging import Stager, StagingError
-from snakemake_executor_plugin_awsbatch.staging_files import job_inputs, job_products
+from snakemake_executor_plugin_awsbatch.staging_files import (
+    job_inputs,
+    job_products,
+    s3_storage_directories,
+)
 from snakemake_executor_plugin_awsbatch.submit import job_name, submit_request, tag_value
 
 LOG_DIR = Path(".snakemake") / "awsbatch-logs"
@@ -124,7 +128,15 @@ class Executor(RemoteExecutor):
     def _check_planned_jobs(self) -> None:
         """Refuse the run before any submission if some job cannot run where it is sent."""
         for job in self._planned_jobs():
-            self._plan(job)
+            plan = self._plan(job)
+            lost = s3_storage_directories(job)
+            if lost:
+                raise ConfigError(
+                    f"Rule {plan.label}: directory() output {lost[0]} is in S3 storage, where "
+                    "snakemake-storage-plugin-s3 (up to 0.3.6) reports a directory written by "
+                    "a remote job as missing, after the job ran; run without "
+                    "--default-storage-provider (the plugin stages it) or write a file instead"
+                )
 
     def _queue_of(self, job: JobExecutorInterface) -> str:
         return route(

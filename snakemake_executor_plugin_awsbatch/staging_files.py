@@ -6,6 +6,7 @@ Files in a storage provider (`storage.s3(...)`, or everything under
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import Iterable
 from typing import Any
 
@@ -45,3 +46,31 @@ def job_products(job: Any) -> list[Product]:
         if benchmark and not getattr(benchmark, "is_storage", False):
             products[str(benchmark)] = Product(str(benchmark), False, "benchmark")
     return list(products.values())
+
+
+# snakemake-storage-plugin-s3 up to this version remembers that a directory() output did
+# not exist before the job (StorageObject.is_dir caches the answer), so when a remote job
+# has written it, Snakemake reports it missing and the run fails after the job ran.
+S3_STORAGE_LOSES_DIRECTORIES_UP_TO = (0, 3, 6)
+
+
+def s3_storage_directories(job: Any) -> list[str]:
+    """The job's directory() outputs that Snakemake's S3 storage plugin would lose track of."""
+    if not _s3_storage_loses_directories():
+        return []
+    return [
+        str(f.storage_object.query)
+        for f in job.output
+        if getattr(f, "is_storage", False)
+        and _flag(f, "directory")
+        and str(f.storage_object.query).startswith("s3://")
+    ]
+
+
+def _s3_storage_loses_directories() -> bool:
+    try:
+        version = importlib.metadata.version("snakemake-storage-plugin-s3")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    numbers = tuple(int(part) for part in version.split(".")[:3] if part.isdigit())
+    return numbers <= S3_STORAGE_LOSES_DIRECTORIES_UP_TO

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 
 SNAKEFILE = """
 rule hello:
-    output: "hello.txt"
+    output: {output}
     resources: {resources}
     shell: "echo hello > {{output}}"
 """
@@ -43,6 +43,8 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)
     resources: str = "runtime=5"  # of the workflow's one rule
     prefix: str | None = None  # --awsbatch-s3-prefix; None: a fresh one, "": none at all
+    output: str = '"hello.txt"'  # of the workflow's one rule
+    storage: bool = False  # Snakemake's S3 storage holds the files
 
 
 CASES = {
@@ -58,6 +60,9 @@ CASES = {
     ),
     "no region": Case("No AWS region", env=NO_REGION),
     "no credentials": Case("No AWS credentials", env=NO_CREDENTIALS),
+    "directory in s3 storage": Case(
+        "Rule hello: directory() output s3://", output='directory("hello.txt")', storage=True
+    ),
 }
 
 
@@ -78,7 +83,8 @@ def test_bad_input_is_one_error_line_before_any_submission(
     batch = runs.Batch(sandbox)
     before = all_jobs(batch)
     workdir = tmp_path / "bad"
-    workflow = runs.Workflow.create(sandbox, workdir, SNAKEFILE.format(resources=case.resources))
+    snakefile = SNAKEFILE.format(resources=case.resources, output=case.output)
+    workflow = runs.Workflow.create(sandbox, workdir, snakefile, storage=case.storage)
     if case.prefix is not None:
         workflow.prefix = case.prefix
     result = workflow.run(*case.args, jobs=1, env=case.env)
