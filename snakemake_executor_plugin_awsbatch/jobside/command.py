@@ -22,12 +22,23 @@ class Command:
         self.grace_seconds = grace_seconds
         self._proc: subprocess.Popen[bytes] | None = None
         self._killer: threading.Timer | None = None
+        # A signal that arrives while the command is being started is held until its
+        # process exists: an exception raised in the middle of Popen could leave the child
+        # running, unsignalled, in the scratch directory that cleanup is removing.
+        self._starting = False
+        self._held: int | None = None
 
     def run(self, command: str, cwd: Path, env: dict[str, str]) -> int:
         """Run `bash -c command`; its exit code, 128+N if it died from signal N."""
-        self._proc = subprocess.Popen(
-            ["bash", "-c", command], cwd=cwd, env=env, start_new_session=True
-        )
+        self._starting = True
+        try:
+            self._proc = subprocess.Popen(
+                ["bash", "-c", command], cwd=cwd, env=env, start_new_session=True
+            )
+        finally:
+            self._starting = False
+        if self._held is not None:
+            self.forward(self._held)
         try:
             code = self._proc.wait()
         finally:
@@ -44,7 +55,9 @@ class Command:
         """Send `signum` to the running command's group; False when no command runs."""
         proc = self._proc
         if proc is None:
-            return False
+            if self._starting:
+                self._held = signum
+            return self._starting
         _signal_group(proc.pid, signum)
         if self._killer is None:
             self._killer = threading.Timer(

@@ -141,7 +141,17 @@ class Runner:
             self.guard.quiet = True
             if scratch is not None:
                 with self.phases.timed("cleanup"):
-                    scratch.remove()
+                    self._remove(scratch, report)
+
+    def _remove(self, scratch: Scratch, report: Report) -> None:
+        try:
+            scratch.remove()
+        except OSError as e:
+            # The report still goes out; the next runner's sweep removes what is left
+            # once this process, and with it the lock, is gone.
+            log(f"error: cannot remove {scratch.path}: {e}")
+            if report.exit_code == 0:
+                _fail(report, FAILED, EXIT_INTERNAL, f"cannot remove {scratch.path}: {e}")
 
     def _run_job(
         self, client: S3Client, manifest: Manifest, scratch: Scratch, report: Report

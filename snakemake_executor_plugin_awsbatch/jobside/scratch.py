@@ -49,11 +49,16 @@ class Scratch:
         lock_path = root / (name + LOCK_SUFFIX)
         # O_EXCL: the random part makes a clash practically impossible; if it happens, fail.
         fd = os.open(lock_path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
         scratch = cls(root, root / name, fd)
-        scratch.path.mkdir(mode=0o700)
-        scratch.workdir.mkdir(mode=0o700)
-        scratch.tmpdir.mkdir(mode=0o700)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            scratch.path.mkdir(mode=0o700)
+            scratch.workdir.mkdir(mode=0o700)
+            scratch.tmpdir.mkdir(mode=0o700)
+        except BaseException:
+            # Also a signal: half a scratch directory must not wait for the orphan sweep.
+            scratch.remove()
+            raise
         return scratch
 
     def remove(self) -> None:

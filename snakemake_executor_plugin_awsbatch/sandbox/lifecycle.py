@@ -29,7 +29,9 @@ from snakemake_executor_plugin_awsbatch.sandbox import (
 from snakemake_executor_plugin_awsbatch.sandbox.errors import SandboxError
 from snakemake_executor_plugin_awsbatch.sandbox.state import StateDir
 
-DEFAULT_STOP_GRACE = 10  # seconds from SIGTERM to SIGKILL for a stopped job (ECS: 30)
+# Seconds from SIGTERM to SIGKILL for a stopped job: ECS's default. The job-side runner
+# gives its command 20 s of that before it kills it, then cleans up.
+DEFAULT_STOP_GRACE = 30
 MOTO_START_TIMEOUT = 60
 
 
