@@ -2,27 +2,34 @@
 
 The code under test never receives an endpoint: boto3's standard configuration chain
 picks it up from the environment, in this process and in runner subprocesses alike.
+The fixtures here serve tests/transfer and tests/jobside (their conftests import them).
 """
 
 from __future__ import annotations
 
 import itertools
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from snakemake_executor_plugin_awsbatch.sandbox.ports import free_port
+from snakemake_executor_plugin_awsbatch.transfer import Tuning
+
 REGION = "us-east-1"
+MiB = 1024 * 1024
+# Multipart from 5 MiB (S3's smallest part), so a file of a few MiB goes up and down in
+# several parts.
+SMALL_PARTS = Tuning(
+    multipart_threshold=5 * MiB,
+    multipart_chunksize=5 * MiB,
+    download_chunksize=5 * MiB,
+    part_concurrency=4,
+)
 _buckets = itertools.count()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
@@ -50,3 +57,24 @@ def new_bucket() -> str:
     name = f"test-bucket-{next(_buckets)}"
     boto3.client("s3").create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch, moto_endpoint: str) -> None:
+    point_aws_at(monkeypatch, moto_endpoint)
+
+
+@pytest.fixture
+def bucket() -> str:
+    return new_bucket()
+
+
+@pytest.fixture
+def s3() -> Any:
+    return boto3.client("s3")

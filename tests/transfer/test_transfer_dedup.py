@@ -14,20 +14,12 @@ import pytest
 from snakemake_executor_plugin_awsbatch.transfer import (
     FileStamp,
     HashCache,
-    Tuning,
     UploadItem,
     hashing,
     sha256_bytes,
     upload_files,
 )
-
-MiB = 1024 * 1024
-SMALL_PARTS = Tuning(
-    multipart_threshold=5 * MiB,
-    multipart_chunksize=5 * MiB,
-    download_chunksize=5 * MiB,
-    part_concurrency=4,
-)
+from tests.transfer.moto_s3 import SMALL_PARTS, MiB
 
 
 def sabotage(s3: Any, bucket: str, key: str) -> bytes:

@@ -19,20 +19,12 @@ from snakemake_executor_plugin_awsbatch.transfer import (
     MissingFileError,
     MissingObjectError,
     TransferFailedError,
-    Tuning,
     UploadItem,
     download_files,
     sha256_bytes,
     upload_files,
 )
-
-MiB = 1024 * 1024
-SMALL_PARTS = Tuning(
-    multipart_threshold=5 * MiB,
-    multipart_chunksize=5 * MiB,
-    download_chunksize=5 * MiB,
-    part_concurrency=2,
-)
+from tests.transfer.moto_s3 import SMALL_PARTS, MiB
 
 
 def client_that_appends_to(path: Path, operation: str) -> Any:

@@ -12,21 +12,13 @@ from snakemake_executor_plugin_awsbatch.transfer import (
     LISTING_NAME,
     DownloadItem,
     TransferFailedError,
-    Tuning,
     UploadItem,
     download_files,
     sha256_file,
     upload_files,
 )
+from tests.transfer.moto_s3 import SMALL_PARTS, MiB
 
-MiB = 1024 * 1024
-# Multipart from 5 MiB (S3's smallest part), so a 12 MiB file goes up and down in 3 parts.
-SMALL_PARTS = Tuning(
-    multipart_threshold=5 * MiB,
-    multipart_chunksize=5 * MiB,
-    download_chunksize=5 * MiB,
-    part_concurrency=4,
-)
 ODD_NAMES = [
     "with space.txt",
     "hash#and?query.txt",
