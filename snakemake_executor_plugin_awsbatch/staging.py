@@ -246,6 +246,8 @@ class Stager:
             known = {p: e for p in paths if (e := self._known_in_s3(p)) is not None}
             self.traffic.unchanged_files += len(known)
         rest = [p for p in paths if p not in known]
+        if not rest:  # spares thread pools on the scheduler's path, once per job
+            return [known[p] for p in paths]
         items = [
             UploadItem(self.workdir / p, self.mirror_uri(p), (self.workdir / p).is_dir())
             for p in rest

@@ -6,6 +6,7 @@ Files in a storage provider (`storage.s3(...)`, or everything under
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 from collections.abc import Iterable
 from typing import Any
@@ -67,6 +68,7 @@ def s3_storage_directories(job: Any) -> list[str]:
     ]
 
 
+@functools.cache  # asked once per planned job; the installed version does not change
 def _s3_storage_loses_directories() -> bool:
     try:
         version = importlib.metadata.version("snakemake-storage-plugin-s3")
