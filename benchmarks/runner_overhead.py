@@ -10,7 +10,10 @@ per run:
   overhead;
 - `snakemake`: the command is what the plugin really sends, the job's Snakemake in remote
   mode (`python -m snakemake --target-jobs ... --mode remote`), and the rule's shell
-  command records `$EPOCHREALTIME`: what a job pays before its rule starts.
+  command records `$EPOCHREALTIME`: what a job pays before its rule starts. The runner
+  runs it in a fork of itself (jobside/command.py);
+- `snakemake-bash`: the same command as `exec python -m snakemake ...`, which the runner
+  gives to bash: a new interpreter, as every job ran before the fork.
 
 Reports the time from spawning the runner to that first instruction, with and without
 the input download, and the runner's own phases from its report. Uses AWS_ENDPOINT_URL
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -43,7 +47,7 @@ def main() -> None:
     dummy_credentials()
     results = {}
     with tempfile.TemporaryDirectory(prefix="runner-overhead-") as tmp, s3_endpoint():
-        for kind in ("bare", "snakemake"):
+        for kind in ("bare", "snakemake", "snakemake-bash"):
             rows = [_one_run(Path(tmp), kind, i, args.inputs) for i in range(args.runs)]
             summary = {k: _stats([r[k] for r in rows]) for k in rows[0]}
             results[kind] = {"summary": summary, "runs": rows}
@@ -60,7 +64,8 @@ JOB_SNAKEMAKE_ARGS = (
     "--snakefile Snakefile --target-jobs 'hello:' --allowed-rules hello"
     " --cores all --attempt 1 --force-use-threads --force --target-files-omit-workdir-adjustment"
     " --max-inventory-time 0 --retries 0 --nocolor --no-hooks --nolock --ignore-incomplete"
-    " --shared-fs-usage none --latency-wait 5 --quiet progress rules host --mode remote"
+    " --shared-fs-usage none --latency-wait 5 --quiet progress rules host"
+    " --max-jobs-per-timespan 100/0s --mode remote"
 )
 SNAKEFILE = """
 rule hello:
@@ -95,8 +100,10 @@ def _one_run(tmp: Path, kind: str, i: int, n_inputs: int) -> dict[str, float]:
     )
     if kind == "bare":
         command = f"echo $EPOCHREALTIME > {marker}; mkdir -p results; echo done > results/out.txt"
+    elif kind == "snakemake":
+        command = f"python -m snakemake {JOB_SNAKEMAKE_ARGS}"
     else:
-        command = f"{sys.executable} -m snakemake {JOB_SNAKEMAKE_ARGS}"
+        command = f"exec python -m snakemake {JOB_SNAKEMAKE_ARGS}"
     manifest = Manifest(
         run_id="bench",
         jobname=f"job{i}",
@@ -112,10 +119,13 @@ def _one_run(tmp: Path, kind: str, i: int, n_inputs: int) -> dict[str, float]:
     scratch = tmp / "scratch"
     runner = [sys.executable, "-m", "snakemake_executor_plugin_awsbatch.jobside"]
     start = time.time()
+    # `python` is this venv's, as in the job image.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     subprocess.run(
         [*runner, f"s3://{BUCKET}/runs/job{i}/manifest.json", "--scratch-root", str(scratch)],
         check=True,
         capture_output=True,
+        env=env,
     )
     end = time.time()
     body = s3.get_object(Bucket=BUCKET, Key=f"runs/job{i}/report.json")["Body"].read()

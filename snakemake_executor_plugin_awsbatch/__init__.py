@@ -6,6 +6,7 @@ runner and the transfer layer live in this package too, and a job should not pay
 importing the submitting side when it starts.
 """
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from snakemake_interface_executor_plugins.settings import CommonSettings
@@ -38,6 +39,10 @@ common_settings = CommonSettings(
 
 def __getattr__(name: str) -> Any:
     if name == "Executor":
+        if os.environ.get("AWSBATCH_JOB_SIDE"):  # inside a job: see jobside/in_job.py
+            from snakemake_executor_plugin_awsbatch.jobside import in_job
+
+            return in_job.Executor
         from snakemake_executor_plugin_awsbatch.executor import Executor
 
         return Executor

@@ -15,15 +15,23 @@ import botocore.config
 import botocore.exceptions
 
 from snakemake_executor_plugin_awsbatch.errors import ConfigError
+from snakemake_executor_plugin_awsbatch.transfer.client import USER_AGENT
 
-USER_AGENT = "snakemake-executor-plugin-awsbatch"
-
-# botocore retries throttling and transient errors itself; the status loop adds
-# its own back-off on top, so a throttled poll never fails a job.
+# botocore retries throttling and transient errors itself (standard mode: exponential
+# back-off with jitter); the status loop adds its own back-off on top, so a throttled
+# poll never fails a job. Not "adaptive": its client-side rate limiter slows every call
+# after a few throttled ones, which stalled whole runs when 30 % of calls were refused.
+# 10 attempts: with 30 % of calls failing, one call in ~170,000 still fails.
+RETRIES = {"mode": "standard", "total_max_attempts": 10}
 _CLIENT_CONFIG = botocore.config.Config(
-    retries={"mode": "adaptive", "max_attempts": 8},
+    retries=RETRIES,  # type: ignore[arg-type]
     user_agent_extra=USER_AGENT,
     max_pool_connections=20,
+)
+# SubmitJob is not idempotent: a retry after a lost answer creates a second job. This
+# client never retries; submission.py retries itself, looking the job up by name first.
+_SUBMIT_CONFIG = _CLIENT_CONFIG.merge(
+    botocore.config.Config(retries={"mode": "standard", "total_max_attempts": 1})
 )
 
 
@@ -31,6 +39,7 @@ _CLIENT_CONFIG = botocore.config.Config(
 class AwsClients:
     region: str
     batch: Any
+    submit: Any  # Batch client for SubmitJob only: no automatic retries
     logs: Any
     ec2: Any
     cloudformation: Any
@@ -64,6 +73,7 @@ def connect(region: str | None) -> AwsClients:
     return AwsClients(
         region=session.region_name,
         batch=session.client("batch", config=config),
+        submit=session.client("batch", config=_SUBMIT_CONFIG),
         logs=session.client("logs", config=config),
         ec2=session.client("ec2", config=config),
         cloudformation=session.client("cloudformation", config=config),

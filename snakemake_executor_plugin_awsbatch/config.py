@@ -60,6 +60,8 @@ class PluginConfig:
     s3_prefix: S3Location | None
     scratch_root: str
     stack: str | None = None
+    no_arrays: bool = False
+    submit_rate: int = 40
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -181,6 +183,8 @@ def load_config(settings: ExecutorSettings | None) -> PluginConfig:
         s3_prefix=parse_s3_prefix(_optional(s.s3_prefix)),
         scratch_root=_scratch_root(s.scratch_root),
         stack=_optional(s.stack),
+        no_arrays=bool(s.no_arrays),
+        submit_rate=_bounded("submit-rate", s.submit_rate, 1, 50),
     )
 
 

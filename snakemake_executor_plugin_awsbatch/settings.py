@@ -16,6 +16,7 @@ DEFAULT_SPOT_RETRIES = 2
 DEFAULT_UNSCHEDULABLE_TIMEOUT = 900
 DEFAULT_LOG_TAIL_LINES = 40
 DEFAULT_SCRATCH_ROOT = "/scratch"
+DEFAULT_SUBMIT_RATE = 40
 
 
 def _as_list(values: object) -> list[str]:
@@ -178,5 +179,21 @@ class ExecutorSettings(ExecutorSettingsBase):
             "supply the queues, the S3 prefix, the job role and the log group wherever "
             "the matching setting is not given. Default: none.",
             metavar="NAME",
+        ),
+    )
+    no_arrays: bool = field(
+        default=False,
+        metadata=_setting(
+            "Submit every job as a Batch job of its own. Default: jobs that are ready "
+            "together and alike (same rule, resources, queue and image) go to Batch as one "
+            "array job, one child per Snakemake job.",
+        ),
+    )
+    submit_rate: int = field(
+        default=DEFAULT_SUBMIT_RATE,
+        metadata=_setting(
+            "At most this many SubmitJob calls per second (1-50; Batch allows 50 per "
+            "second for the whole account). Default: 40.",
+            metavar="N",
         ),
     )

@@ -19,7 +19,8 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,8 @@ class Stager:
         self._in_s3: dict[str, tuple[FileStamp, InputEntry]] = {}
         self.traffic = Traffic()
         self._lock = threading.Lock()
+        # Manifests of many jobs go out in parallel; the client's pool has room for this.
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="awsbatch-stage")
 
     # -- run level -------------------------------------------------------------------
 
@@ -137,11 +140,16 @@ class Stager:
         relative = [self._relative(p, "source file") for p in sorted(set(paths))]
         self.sources = self._upload(relative)
 
-    def cleanup(self) -> None:
-        """Remove the run's manifests and reports, and temp outputs Snakemake deleted."""
+    def cleanup(self, other_runs: Iterable[str] = ()) -> None:
+        """Remove the records of this run (and of crashed runs it took over), and temp
+        outputs Snakemake deleted."""
         self.forget_deleted_temp_outputs()
         self.hashes.save()
-        base = S3Uri.parse(self.run_prefix + "/")
+        for run_id in (self.run_id, *other_runs):
+            self._delete_below(self.location.uri(RUNS_DIR, run_id) + "/")
+
+    def _delete_below(self, prefix: str) -> None:
+        base = S3Uri.parse(prefix)
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=base.bucket, Prefix=base.key):
             keys: list[Any] = [{"Key": o["Key"]} for o in page.get("Contents", [])]
@@ -150,49 +158,107 @@ class Stager:
 
     # -- job level -------------------------------------------------------------------
 
-    def write_manifest(
+    def job_uris(self, key: str) -> tuple[str, str]:
+        """(manifest, report) URIs of one job. Reports have a prefix of their own, so one
+        listing shows which jobs of the run have ended (reports.py)."""
+        return f"{self.run_prefix}/jobs/{key}/manifest.json", f"{self.reports_dir}/{key}.json"
+
+    @property
+    def reports_dir(self) -> str:
+        return f"{self.run_prefix}/reports"
+
+    def job_inputs(self, per_job: Sequence[Iterable[str]]) -> list[list[InputEntry]]:
+        """Each job's input entries, sources first; what S3 lacks is staged in one batch.
+
+        In storage mode only the sources: Snakemake's storage moves the inputs."""
+        if not self.staged:
+            return [list(self.sources) for _ in per_job]
+        known = {e.path for e in self.sources}
+        relative = [
+            [p for p in dict.fromkeys(self._relative(i, "input") for i in inputs) if p not in known]
+            for inputs in per_job
+        ]
+        wanted = list(dict.fromkeys(p for paths in relative for p in paths))
+        entries = dict(zip(wanted, self._upload(wanted), strict=True))
+        return [list(self.sources) + [entries[p] for p in paths] for paths in relative]
+
+    def manifest(
         self,
-        jobname: str,
+        key: str,
         command: str,
-        inputs: Iterable[str],
+        inputs: list[InputEntry],
         products: Iterable[Product],
-    ) -> str:
-        """Stage a job's inputs and write its manifest; returns the manifest's URI."""
-        entries = list(self.sources)
+        record: dict[str, str],
+    ) -> Manifest:
+        """A job's manifest (nothing written yet); remembers its temp() outputs."""
+        report_uri = self.job_uris(key)[1]
         outputs: list[OutputEntry] = []
         if self.staged:
-            known = {e.path for e in entries}
-            local = [p for p in (self._relative(i, "input") for i in inputs) if p not in known]
-            entries += self._upload(local)
             for product in products:
                 path = self._relative(product.path, product.kind)
                 uri = self.mirror_uri(path)
                 outputs.append(OutputEntry(path, uri, product.is_dir, product.kind))
                 if product.temp:
                     with self._lock:
-                        self._pending_temp.setdefault(jobname, {})[path] = uri
-        job_prefix = f"{self.run_prefix}/jobs/{jobname}"
-        target = S3Uri.parse(f"{job_prefix}/manifest.json")
-        manifest = Manifest(
+                        self._pending_temp.setdefault(key, {})[path] = uri
+        return Manifest(
             run_id=self.run_id,
-            jobname=jobname,
+            jobname=key,
             command=command,
-            report_uri=f"{job_prefix}/report.json",
-            inputs=entries,
+            report_uri=report_uri,
+            inputs=inputs,
             outputs=outputs,
+            record=record,
         )
-        body = manifest.to_json().encode()
-        self.client.put_object(Bucket=target.bucket, Key=target.key, Body=body)
-        return str(target)
 
-    def read_report(self, manifest_uri: str) -> Report | None:
-        """The runner's report for a job, or None when the runner never wrote one."""
-        uri = S3Uri.parse(manifest_uri.rsplit("/", 1)[0] + "/report.json")
+    def put_manifests(self, manifests: Sequence[Manifest]) -> list[str]:
+        """Write manifests in parallel (many jobs start at once); -> their URIs."""
+        uris = [self.job_uris(m.jobname)[0] for m in manifests]
+
+        def put(item: tuple[str, Manifest]) -> None:
+            target = S3Uri.parse(item[0])
+            body = item[1].to_json().encode()
+            self.client.put_object(Bucket=target.bucket, Key=target.key, Body=body)
+
+        list(self._pool.map(put, zip(uris, manifests, strict=True)))
+        return uris
+
+    def read_report(self, report_uri: str) -> Report | None:
+        """The runner's report for a job, or None when the runner never wrote one.
+
+        Other S3 errors propagate: a report that could not be read is not a missing one."""
+        uri = S3Uri.parse(report_uri)
         try:
             body = self.client.get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read()
-        except ClientError:
-            return None
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
         return Report.from_json(body)
+
+    def list_reports(self, directories: Iterable[str]) -> dict[str, str]:
+        """URI -> ETag of every report below these directories (one listing each)."""
+        found: dict[str, str] = {}
+        for directory in sorted(set(directories)):
+            base = S3Uri.parse(directory + "/")
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=base.bucket, Prefix=base.key
+            ):
+                for item in page.get("Contents", []):
+                    found[f"s3://{base.bucket}/{item['Key']}"] = item["ETag"]
+        return found
+
+    def forget(self, uris: Iterable[str]) -> None:
+        """Delete the records of finished jobs (manifests, reports), many per request, so
+        the listing of reports stays short and a crash leaves only unfinished jobs."""
+        by_bucket: dict[str, list[str]] = {}
+        for uri in uris:
+            s3 = S3Uri.parse(uri)
+            by_bucket.setdefault(s3.bucket, []).append(s3.key)
+        for bucket, keys in by_bucket.items():
+            for start in range(0, len(keys), 1000):
+                objects: list[Any] = [{"Key": k} for k in keys[start : start + 1000]]
+                self.client.delete_objects(Bucket=bucket, Delete={"Objects": objects})
 
     def fetch_products(self, report: Report, kinds: tuple[str, ...]) -> None:
         """Download what the job wrote, verified, into the working directory."""

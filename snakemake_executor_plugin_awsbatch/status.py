@@ -81,6 +81,19 @@ def classify(
     return Verdict.ACTIVE
 
 
+# Container reasons of attempts whose container never ran (AWS's error names).
+START_FAILURES = (
+    "CannotPullContainerError",
+    "CannotStartContainerError",
+    "CannotCreateContainerError",
+)
+
+
+def could_not_start(detail: Mapping[str, Any]) -> bool:
+    container = {**(last_attempt(detail).get("container") or {}), **(detail.get("container") or {})}
+    return str(container.get("reason") or "").startswith(START_FAILURES)
+
+
 def failure_summary(detail: Mapping[str, Any]) -> str:
     """Status reason, container reason and exit code, as far as Batch reported them."""
     container = {**(last_attempt(detail).get("container") or {}), **(detail.get("container") or {})}

@@ -1,4 +1,4 @@
-"""The SubmitJob request for one Snakemake job."""
+"""The SubmitJob request for one Snakemake job, or for an array of alike jobs."""
 
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ def submit_request(
     resources: JobResources,
     spot_retries: int,
     tags: Mapping[str, str],
+    array_size: int | None = None,
 ) -> dict[str, Any]:
     request: dict[str, Any] = {
         "jobName": name,
@@ -64,6 +65,8 @@ def submit_request(
         "propagateTags": True,
         "tags": dict(tags),
     }
+    if array_size:
+        request["arrayProperties"] = {"size": array_size}
     if resources.timeout_seconds:
         request["timeout"] = {"attemptDurationSeconds": resources.timeout_seconds}
     return request

@@ -21,8 +21,26 @@ OUTPUT_KINDS = ("output", "log", "benchmark")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
+# The children of an array job share one command; each child's runner puts its
+# AWS_BATCH_JOB_ARRAY_INDEX here in the manifest URI to find its own manifest.
+ARRAY_INDEX = "{index}"
+
+
 class ManifestError(ValueError):
     """The manifest is malformed or of a version this runner does not know."""
+
+
+def resolve_uri(uri: str, environ: dict[str, str]) -> str:
+    """The manifest URI of this job: the array child's index filled in, if it has one."""
+    if ARRAY_INDEX not in uri:
+        return uri
+    index = environ.get("AWS_BATCH_JOB_ARRAY_INDEX", "")
+    if not index.isdigit():
+        raise ManifestError(
+            f"{uri} is an array job's manifest, but AWS_BATCH_JOB_ARRAY_INDEX is "
+            f"{index or 'not set'}; was the job submitted without arrayProperties?"
+        )
+    return uri.replace(ARRAY_INDEX, index)
 
 
 @dataclass(frozen=True)
@@ -62,6 +80,9 @@ class Manifest:
     inputs: list[InputEntry] = field(default_factory=list)
     outputs: list[OutputEntry] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # extra, non-secret environment
+    # What the submitting side notes for itself (which submission, the job's identity),
+    # to find the job again after a crash (adoption.py). The runner does not read it.
+    record: dict[str, str] = field(default_factory=dict)
     version: int = MANIFEST_VERSION
 
     def to_json(self) -> str:
@@ -98,6 +119,7 @@ def _parse(data: dict[str, Any]) -> Manifest:
     if duplicates:
         raise ValueError(f"paths listed more than once: {duplicates}")
     S3Uri.parse(_typed(data["report_uri"], str, "report_uri"))
+    record = _typed(data.get("record", {}), dict, "record")
     return Manifest(
         run_id=_typed(data["run_id"], str, "run_id"),
         jobname=_typed(data["jobname"], str, "jobname"),
@@ -106,6 +128,7 @@ def _parse(data: dict[str, Any]) -> Manifest:
         inputs=inputs,
         outputs=outputs,
         env=env,
+        record={str(k): str(v) for k, v in record.items()},
     )
 
 

@@ -26,9 +26,11 @@ from ..transfer import (
     make_s3_client,
     upload_files,
 )
+from ..transfer.client import RUNNER_AGENT
+from . import in_job
 from .command import Command
 from .log import Phases, log, process_age
-from .manifest import Manifest, ManifestError
+from .manifest import Manifest, ManifestError, resolve_uri
 from .report import FAILED, SUCCEEDED, TERMINATED, Report
 from .scratch import Scratch, sweep_orphans
 from .signals import Interrupted, SignalGuard
@@ -90,7 +92,8 @@ class Runner:
             log(f"startup (interpreter and imports): {age:.3f} s")
         try:
             with self.phases.timed("manifest"):
-                client = make_s3_client()
+                client = make_s3_client(agent=RUNNER_AGENT)
+                self.manifest_uri = resolve_uri(self.manifest_uri, dict(os.environ))
                 manifest = _read_manifest(client, self.manifest_uri)
         except Interrupted as e:
             log(f"error: {e} while reading the manifest")
@@ -169,6 +172,7 @@ class Runner:
             # Temporary files of the tools land in scratch, so they are removed with it.
             "TMPDIR": str(scratch.tmpdir),
             "AWSBATCH_SCRATCH_DIR": str(scratch.path),
+            in_job.MARKER: "1",
         }
         log("command: starting")
         with self.phases.timed("command"):

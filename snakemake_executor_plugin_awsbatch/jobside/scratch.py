@@ -19,6 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 LOCK_SUFFIX = ".lock"
 ORPHAN_MIN_AGE_SECONDS = 60.0
@@ -76,35 +77,47 @@ def scratch_name(job_id: str | None, attempt: str | None) -> str:
 
 
 def sweep_orphans(root: Path) -> list[Path]:
-    """Remove scratch directories of runners that died without cleaning up; return them."""
+    """Remove scratch directories of runners that died without cleaning up; return them.
+
+    Runners starting together sweep together: each holds an orphan's lock while it removes
+    the directory, so only one of them does it, and a failure here never fails a job."""
     removed: list[Path] = []
     try:
         locks = list(root.glob("*" + LOCK_SUFFIX))
     except OSError:
         return removed
     for lock_path in locks:
-        if _owner_is_dead(lock_path):
+        fd = _claim_if_dead(lock_path)
+        if fd is None:
+            continue
+        try:
+            if not lock_path.exists():  # another runner removed it meanwhile
+                continue
             directory = lock_path.with_name(lock_path.name[: -len(LOCK_SUFFIX)])
             remove_tree(directory)
             lock_path.unlink(missing_ok=True)
             removed.append(directory)
+        except OSError as e:
+            print(f"[awsbatch-runner] cannot remove orphan {lock_path}: {e}", file=sys.stderr)
+        finally:
+            os.close(fd)
     return removed
 
 
-def _owner_is_dead(lock_path: Path) -> bool:
+def _claim_if_dead(lock_path: Path) -> int | None:
+    """An fd holding the lock of a scratch directory whose runner is gone, else None."""
     try:
         if time.time() - lock_path.stat().st_mtime < ORPHAN_MIN_AGE_SECONDS:
-            return False
+            return None
         fd = os.open(lock_path, os.O_RDWR | os.O_CLOEXEC)
     except OSError:
-        return False
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
+        return fd
     except OSError:
-        return False
-    finally:
         os.close(fd)
+        return None
 
 
 def remove_tree(path: Path) -> None:
@@ -112,10 +125,16 @@ def remove_tree(path: Path) -> None:
     if not path.exists():
         return
     try:
-        shutil.rmtree(path)
+        shutil.rmtree(path, onerror=_missing_is_fine)
     except OSError:
         _make_writable(path)
-        shutil.rmtree(path)
+        shutil.rmtree(path, onerror=_missing_is_fine)
+
+
+def _missing_is_fine(function: Any, path: str, exc_info: Any) -> None:
+    # What is gone already (removed by the job's own tools meanwhile) needs no removing.
+    if not issubclass(exc_info[0], FileNotFoundError):
+        raise exc_info[1]
 
 
 def _make_writable(path: Path) -> None:

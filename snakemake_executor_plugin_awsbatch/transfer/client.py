@@ -19,6 +19,8 @@ else:
     S3Client = Any
 
 MiB = 1024 * 1024
+USER_AGENT = "snakemake-executor-plugin-awsbatch"
+RUNNER_AGENT = "snakemake-awsbatch-runner"
 
 
 @dataclass(frozen=True)
@@ -56,9 +58,13 @@ class Tuning:
 DEFAULT_TUNING = Tuning()
 
 
-def make_s3_client(tuning: Tuning = DEFAULT_TUNING) -> S3Client:
-    """An S3 client with standard retries and a connection pool sized for the thread pools."""
+def make_s3_client(tuning: Tuning = DEFAULT_TUNING, agent: str = USER_AGENT) -> S3Client:
+    """An S3 client with standard retries and a connection pool sized for the thread pools.
+
+    `agent` goes into the User-Agent, so that S3's logs (and the sandbox's proxy) tell the
+    job-side runner's requests from the submitting side's."""
     config = Config(
+        user_agent_extra=agent,
         retries={"mode": "standard", "max_attempts": 10},
         max_pool_connections=tuning.pool_connections,
         # Downloads are verified by SHA-256 here, so botocore's CRC check of each response

@@ -238,7 +238,8 @@ class Batch:
         return [q["jobQueueName"] for q in queues]
 
     def jobs_of_run(self, run_id: str) -> list[dict[str, Any]]:
-        """Full descriptions of every job tagged with the run id, in any queue and status."""
+        """Full descriptions of every job tagged with the run id, in any queue and status:
+        the children of an array job in place of the array (each ran one Snakemake job)."""
         pages = self.client.get_paginator("list_jobs")
         ids = {
             summary["jobId"]
@@ -247,12 +248,30 @@ class Batch:
             for page in pages.paginate(jobQueue=queue, jobStatus=job_status)
             for summary in page["jobSummaryList"]
         }
+        jobs = [
+            j
+            for j in self.describe(sorted(ids))
+            if (j.get("tags") or {}).get("snakemake-run") == run_id
+        ]
+        ran: list[dict[str, Any]] = []
+        for job in jobs:
+            size = (job.get("arrayProperties") or {}).get("size")
+            if size:
+                ran += self.describe([f"{job['jobId']}:{i}" for i in range(size)])
+            else:
+                ran.append(job)
+        return sorted(ran, key=lambda j: (j["createdAt"], j["jobId"]))
+
+    def arrays_of_run(self, run_id: str) -> list[dict[str, Any]]:
+        """The array jobs (parents) of the run."""
+        parents = {runs_parent(j["jobId"]) for j in self.jobs_of_run(run_id)} - {None}
+        return self.describe(sorted(p for p in parents if p))
+
+    def describe(self, ids: list[str]) -> list[dict[str, Any]]:
         described: list[dict[str, Any]] = []
-        ordered = sorted(ids)
-        for start in range(0, len(ordered), 100):
-            described += self.client.describe_jobs(jobs=ordered[start : start + 100])["jobs"]
-        jobs = [j for j in described if (j.get("tags") or {}).get("snakemake-run") == run_id]
-        return sorted(jobs, key=lambda j: j["createdAt"])
+        for start in range(0, len(ids), 100):
+            described += self.client.describe_jobs(jobs=ids[start : start + 100])["jobs"]
+        return described
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self.client.describe_jobs(jobs=[job_id])["jobs"][0]
@@ -271,7 +290,14 @@ class Batch:
 def containers_of(sandbox: testing.RunningSandbox, job_ids: Iterable[str]) -> dict[str, str]:
     """job id -> name of its container (moto names them `<job name>-<job id>-<n>`)."""
     names = sandbox.job_containers()
-    return {i: name for i in job_ids for name in names if i in name}
+    # An array child's id `<array>:<index>` appears in names with "-" for ":".
+    return {i: name for i in job_ids for name in names if i.replace(":", "-") in name}
+
+
+def runs_parent(job_id: str) -> str | None:
+    """The array's id for an array child's id `<array id>:<index>`, else None."""
+    parent, sep, index = job_id.rpartition(":")
+    return parent if sep and index.isdigit() else None
 
 
 def queue_of(job: dict[str, Any]) -> str:
@@ -291,5 +317,5 @@ def rule_of(job: dict[str, Any]) -> str:
 def scratch_entries(sandbox: testing.RunningSandbox, job_ids: Iterable[str]) -> list[str]:
     """What these Batch jobs have in the scratch root: the job-side runner names each job's
     scratch directory, and its lock file, after the job id (docs/staging.md)."""
-    ids = tuple(job_ids)
+    ids = tuple(i.replace(":", "-") for i in job_ids)  # as for container names
     return sorted(p.name for p in sandbox.scratch_dir.iterdir() if p.name.startswith(ids))

@@ -41,3 +41,26 @@ def test_failure_shows_the_tail_of_the_container_log(
     (job,) = runs.Batch(sandbox).jobs_of_run(result.run_id)
     assert job["status"] == "FAILED"
     assert job_log.name == f"{job['jobName']}.log"
+
+
+MISSING_IMAGE = "localhost/snakemake-awsbatch-no-such-image:1"
+PULL_SNAKEFILE = f"""
+rule pulled:
+    output: "results/never.txt"
+    resources: awsbatch_image="{MISSING_IMAGE}"
+    shell: "touch {{output}}"
+"""
+
+
+def test_an_image_that_cannot_be_pulled_fails_after_the_attempts_naming_it(
+    sandbox: testing.RunningSandbox, tmp_path: Path
+) -> None:
+    workflow = runs.Workflow.create(sandbox, tmp_path / "pull", PULL_SNAKEFILE)
+    result = workflow.run("--awsbatch-spot-retries", "2", jobs=1, timeout=180)
+
+    assert result.returncode != 0
+    assert f"image {MISSING_IMAGE}" in result.output
+    assert "CannotPullContainerError" in result.output
+    assert "never started (after 3 attempts)" in result.output, result.output[-4000:]
+    (job,) = runs.Batch(sandbox).jobs_of_run(result.run_id)
+    assert job["status"] == "FAILED" and len(job["attempts"]) == 3

@@ -51,3 +51,30 @@ def test_sweep_removes_only_directories_whose_runner_is_gone(tmp_path: Path) -> 
     assert not dead.path.exists() and not dead.lock_path.exists()
     assert live.path.exists() and young.path.exists()
     live.remove()
+
+
+def test_runners_sweeping_together_remove_an_orphan_once_and_never_fail(tmp_path: Path) -> None:
+    import threading
+
+    dead = Scratch.create(tmp_path, "dead", "1")
+    for i in range(200):  # enough to make the removal take a while
+        (dead.workdir / f"f{i}").write_text("x")
+    os.close(dead.lock_fd)
+    backdate(dead.lock_path)
+    found: list[list[Path]] = []
+    errors: list[BaseException] = []
+
+    def sweep() -> None:
+        try:
+            found.append(sweep_orphans(tmp_path))
+        except BaseException as e:  # the bug this guards: FileNotFoundError from rmtree
+            errors.append(e)
+
+    sweepers = [threading.Thread(target=sweep) for _ in range(8)]
+    for t in sweepers:
+        t.start()
+    for t in sweepers:
+        t.join()
+    assert errors == []
+    assert sorted(len(f) for f in found) == [0] * 7 + [1]
+    assert list(tmp_path.iterdir()) == []

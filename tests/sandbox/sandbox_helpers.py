@@ -51,27 +51,46 @@ class Jobs:
         self.s3 = self.session.client("s3")
         self.bucket = sandbox.env["SNAKEMAKE_AWSBATCH_S3_PREFIX"].split("/")[2]
 
-    def submit(
-        self, name: str, script: str, scratch: bool = False, timeout_seconds: int = 0
+    def define(
+        self,
+        name: str,
+        script: str,
+        scratch: bool = False,
+        image: str | None = None,
+        mounts: dict[str, str] | None = None,
     ) -> str:
+        """Register a `bash -c script` job definition -> its ARN.
+
+        mounts: host path -> container path; scratch mounts the sandbox's scratch root
+        at /scratch.
+        """
+        if scratch:
+            mounts = {**(mounts or {}), str(self.sandbox.scratch_dir): "/scratch"}
+        volumes = list((mounts or {}).items())
         properties: dict[str, Any] = {
-            "image": self.sandbox.image,
+            "image": image or self.sandbox.image,
             "command": ["bash", "-c", script],
             "resourceRequirements": [
                 {"type": "VCPU", "value": "1"},
                 {"type": "MEMORY", "value": "256"},
             ],
+            "volumes": [
+                {"name": f"v{i}", "host": {"sourcePath": host}}
+                for i, (host, _) in enumerate(volumes)
+            ],
+            "mountPoints": [
+                {"sourceVolume": f"v{i}", "containerPath": path, "readOnly": False}
+                for i, (_, path) in enumerate(volumes)
+            ],
         }
-        if scratch:
-            properties["volumes"] = [
-                {"name": "scratch", "host": {"sourcePath": str(self.sandbox.scratch_dir)}}
-            ]
-            properties["mountPoints"] = [
-                {"sourceVolume": "scratch", "containerPath": "/scratch", "readOnly": False}
-            ]
-        definition = self.batch.register_job_definition(
+        return self.batch.register_job_definition(
             jobDefinitionName=name, type="container", containerProperties=properties
         )["jobDefinitionArn"]
+
+    def submit(
+        self, name: str, script: str, scratch: bool = False, timeout_seconds: int = 0
+    ) -> str:
+        definition = self.define(name, script, scratch=scratch)
         extra: dict[str, Any] = {}
         if timeout_seconds:
             extra["timeout"] = {"attemptDurationSeconds": timeout_seconds}

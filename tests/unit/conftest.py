@@ -71,6 +71,9 @@ class FakeJob:
     def is_group(self) -> bool:
         return self.group is not None
 
+    def log_info(self) -> None:
+        """Snakemake prints the job's block when it is handed to the executor."""
+
 
 class Recorder:
     def __init__(self) -> None:
@@ -163,9 +166,10 @@ class BatchAccount:
 class ApiCalls:
     """Counts Batch API calls by operation name (they still reach moto)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, *clients: Any) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
-        client.meta.events.register("provide-client-params.batch.*", self._record)
+        for client in clients:
+            client.meta.events.register("provide-client-params.batch.*", self._record)
 
     def _record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
         self.calls.append((model.name, dict(params)))
@@ -189,7 +193,7 @@ def make_executor(
     executor.workflow = SimpleNamespace(
         executor_settings=settings or ExecutorSettings(image=IMAGE, s3_prefix=PREFIX),
         dag=SimpleNamespace(needrun_jobs=lambda: list(jobs), get_sources=lambda: []),
-        remote_execution_settings=SimpleNamespace(seconds_between_status_checks=10),
+        remote_execution_settings=SimpleNamespace(seconds_between_status_checks=0),
         storage_settings=SimpleNamespace(
             default_storage_provider=None, default_storage_prefix=None
         ),

@@ -38,7 +38,7 @@ def test_fifty_jobs_of_one_shape_share_one_job_definition(account: BatchAccount)
     account.standard_queues()
     jobs = [FakeJob(rule_name=f"r{i % 5}", threads=1 + i % 3) for i in range(50)]
     executor, _ = make_executor(jobs)
-    calls = ApiCalls(executor.aws.batch)
+    calls = ApiCalls(executor.aws.batch, executor.aws.submit)
     for job in jobs:
         executor.run_job(job)
 
@@ -61,7 +61,7 @@ def test_per_job_values_travel_in_overrides(account: BatchAccount) -> None:
         rule_name="call", threads=4, resources={"mem_mib": 3000, "runtime": 90, "_cores": 4}
     )
     executor, recorder = make_executor([job], envvars={"MY_SETTING": "x"})
-    calls = ApiCalls(executor.aws.batch)
+    calls = ApiCalls(executor.aws.batch, executor.aws.submit)
     executor.run_job(job)
 
     (request,) = calls.named("SubmitJob")
@@ -101,7 +101,7 @@ def test_every_job_carries_the_spot_retry_strategy(account: BatchAccount) -> Non
     executor, _ = make_executor(
         jobs, ExecutorSettings(image=IMAGE, s3_prefix=PREFIX, spot_retries=3)
     )
-    calls = ApiCalls(executor.aws.batch)
+    calls = ApiCalls(executor.aws.batch, executor.aws.submit)
     for job in jobs:
         executor.run_job(job)
     for request in calls.named("SubmitJob"):
@@ -125,7 +125,7 @@ def test_priority_rules_and_queue_resource_route_jobs(account: BatchAccount) -> 
     ]
     settings = ExecutorSettings(image=IMAGE, s3_prefix=PREFIX, priority_rules=["report"])
     executor, _ = make_executor(jobs, settings)
-    calls = ApiCalls(executor.aws.batch)
+    calls = ApiCalls(executor.aws.batch, executor.aws.submit)
     for job in jobs:
         executor.run_job(job)
     assert [r["jobQueue"] for r in calls.named("SubmitJob")] == ["default", "priority", "bigmem"]
@@ -137,7 +137,7 @@ def test_status_round_uses_one_describe_per_hundred_jobs(account: BatchAccount) 
     executor, recorder = make_executor(jobs)
     for job in jobs:
         executor.run_job(job)
-    calls = ApiCalls(executor.aws.batch)
+    calls = ApiCalls(executor.aws.batch, executor.aws.submit)
 
     asyncio.run(collect(executor, recorder.submitted))
 
@@ -148,7 +148,7 @@ def test_status_round_uses_one_describe_per_hundred_jobs(account: BatchAccount) 
 def _write_report(executor: Any, info: Any, status: str, error: str | None = None) -> None:
     """What the job-side runner leaves next to the manifest when it ends."""
     report = Report(executor.run_id, info.aux["state"].name, status=status, error=error)
-    uri = info.aux["state"].manifest.rsplit("/", 1)[0] + "/report.json"
+    uri = info.aux["state"].report_uri
     bucket, key = uri.removeprefix("s3://").split("/", 1)
     boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=report.to_json())
 
@@ -194,12 +194,12 @@ def test_spot_reclaimed_job_moves_to_priority_queue_once(account: BatchAccount) 
     executor, recorder = make_executor([job])
     executor.run_job(job)
     (info,) = recorder.submitted
-    calls = ApiCalls(executor.aws.batch)
+    calls = ApiCalls(executor.aws.batch, executor.aws.submit)
 
-    with Stubber(executor.aws.batch) as stub:
+    with Stubber(executor.aws.batch) as stub, Stubber(executor.aws.submit) as submits:
         # Batch spent every spot attempt; the job is FAILED with the reclaim reason.
         stub.add_response("describe_jobs", {"jobs": [_reclaimed(info.external_jobid)]})
-        stub.add_response("submit_job", {"jobId": "moved-1", "jobName": "n", "jobArn": "a"})
+        submits.add_response("submit_job", {"jobId": "moved-1", "jobName": "n", "jobArn": "a"})
         (moved,) = asyncio.run(collect(executor, [info]))
 
         assert recorder.errors == []  # no Snakemake retry used up
@@ -222,7 +222,7 @@ def test_cancel_terminates_every_active_job_naming_the_run(account: BatchAccount
     executor, recorder = make_executor(jobs)
     for job in jobs:
         executor.run_job(job)
-    calls = ApiCalls(executor.aws.batch)
+    calls = ApiCalls(executor.aws.batch, executor.aws.submit)
 
     executor.cancel_jobs(recorder.submitted)
 
@@ -287,7 +287,7 @@ def test_throttled_status_check_backs_off_and_fails_nothing(account: BatchAccoun
         still_active = asyncio.run(collect(executor, recorder.submitted))
     assert still_active == recorder.submitted
     assert recorder.errors == [] and recorder.succeeded == []
-    assert executor.next_seconds_between_status_checks > 10
+    assert executor.next_seconds_between_status_checks > executor.round_seconds
     assert any("throttling" in w for w in recorder.warnings)
 
 
@@ -399,7 +399,7 @@ def test_fargate_job_is_rounded_up_to_a_valid_pair(account: BatchAccount) -> Non
         image=IMAGE, s3_prefix=PREFIX, execution_role="arn:aws:iam::123456789012:role/x"
     )
     executor, _ = make_executor([job], settings)
-    calls = ApiCalls(executor.aws.batch)
+    calls = ApiCalls(executor.aws.batch, executor.aws.submit)
     executor.run_job(job)
     (request,) = calls.named("SubmitJob")
     reqs = {r["type"]: r["value"] for r in request["containerOverrides"]["resourceRequirements"]}
@@ -435,7 +435,7 @@ def test_secret_looking_variables_never_reach_a_job(account: BatchAccount) -> No
     env = {"SNAKEMAKE_STORAGE_S3_SECRET_KEY": "s3cr3t", "SNAKEMAKE_STORAGE_S3_RETRIES": "5"}
     job = FakeJob()
     executor, recorder = make_executor([job], envvars=env)
-    calls = ApiCalls(executor.aws.batch)
+    calls = ApiCalls(executor.aws.batch, executor.aws.submit)
     executor.run_job(job)
     (request,) = calls.named("SubmitJob")
     assert "s3cr3t" not in repr(request)
@@ -467,7 +467,7 @@ def test_stack_outputs_configure_queues_role_and_log_group() -> None:
         jobs = [FakeJob(rule_name="align"), FakeJob(rule_name="report")]
         settings = ExecutorSettings(image=IMAGE, stack=stack, priority_rules=["report"])
         executor, _ = make_executor(jobs, settings)
-        calls = ApiCalls(executor.aws.batch)
+        calls = ApiCalls(executor.aws.batch, executor.aws.submit)
         for job in jobs:
             executor.run_job(job)
 
@@ -498,3 +498,102 @@ def test_missing_bucket_is_refused(account: BatchAccount) -> None:
     settings = ExecutorSettings(image=IMAGE, s3_prefix="s3://no-such-bucket-here/x")
     message = _refused(account, [FakeJob()], settings)
     assert "Cannot write to s3://no-such-bucket-here/x" in message
+
+
+# -- array jobs, the report channel, robustness ---------------------------------------
+
+
+def test_jobs_handed_over_together_and_alike_become_one_array_job(account: BatchAccount) -> None:
+    account.standard_queues()
+    scatter = [FakeJob(rule_name="scatter") for _ in range(5)]
+    other = FakeJob(rule_name="index")
+    executor, recorder = make_executor([*scatter, other])
+    calls = ApiCalls(executor.aws.batch, executor.aws.submit)
+
+    executor.run_jobs([*scatter, other])
+
+    submits = calls.named("SubmitJob")
+    assert [s.get("arrayProperties") for s in submits] == [{"size": 5}, None]
+    array_id = recorder.submitted[0].external_jobid.rsplit(":", 1)[0]
+    assert [i.external_jobid for i in recorder.submitted[:5]] == [
+        f"{array_id}:{n}" for n in range(5)
+    ]
+    # One command for all children; each child's manifest is found by its index.
+    command = submits[0]["containerOverrides"]["command"]
+    template = next(word for word in command if word.startswith("s3://"))
+    assert "{index}" in template
+    s3 = boto3.client("s3")
+    for n, info in enumerate(recorder.submitted[:5]):
+        bucket, key = template.replace("{index}", str(n)).removeprefix("s3://").split("/", 1)
+        manifest = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        assert (
+            "'scatter:'" in manifest["command"]
+            and manifest["report_uri"] == info.aux["state"].report_uri
+        )
+        assert manifest["record"]["index"] == str(n)
+
+
+def test_no_arrays_submits_every_job_alone(account: BatchAccount) -> None:
+    account.standard_queues()
+    jobs = [FakeJob(rule_name="scatter") for _ in range(3)]
+    executor, _ = make_executor(
+        jobs, ExecutorSettings(image=IMAGE, s3_prefix=PREFIX, no_arrays=True)
+    )
+    calls = ApiCalls(executor.aws.batch, executor.aws.submit)
+    executor.run_jobs(jobs)
+    assert [s.get("arrayProperties") for s in calls.named("SubmitJob")] == [None] * 3
+
+
+def test_a_succeeded_report_ends_the_job_without_asking_batch(account: BatchAccount) -> None:
+    account.standard_queues()
+    jobs = [FakeJob(rule_name="scatter") for _ in range(3)]
+    executor, recorder = make_executor(jobs)
+    executor.run_jobs(jobs)
+    # As if Batch had just been asked: this round may only look at the reports.
+    executor.follower.describe_every = 3600
+    executor.follower._last_describe = time.monotonic()
+    calls = ApiCalls(executor.aws.batch, executor.aws.submit)
+    _write_report(executor, recorder.submitted[1], "succeeded")
+
+    still = asyncio.run(collect(executor, recorder.submitted))
+
+    assert recorder.succeeded == [recorder.submitted[1]]
+    assert still == [recorder.submitted[0], recorder.submitted[2]]
+    assert calls.named("DescribeJobs") == []
+    # The ended job's records are gone, so a crash leaves only unfinished jobs behind.
+    state = recorder.submitted[1].aux["state"]
+    assert executor.stager.read_report(state.report_uri) is None
+
+
+def test_cancel_terminates_a_whole_array_in_one_call(account: BatchAccount) -> None:
+    account.standard_queues()
+    jobs = [FakeJob(rule_name="long") for _ in range(4)]
+    executor, recorder = make_executor(jobs)
+    executor.run_jobs(jobs)
+    calls = ApiCalls(executor.aws.batch, executor.aws.submit)
+
+    executor.cancel_jobs(recorder.submitted)
+
+    (terminated,) = calls.named("TerminateJob")
+    assert terminated["jobId"] == recorder.submitted[0].external_jobid.rsplit(":", 1)[0]
+
+
+def test_status_checks_before_start_up_ended_keep_every_job() -> None:
+    from snakemake_executor_plugin_awsbatch.executor import Executor
+
+    early = Executor.__new__(Executor)  # as Snakemake's status thread may see it
+    jobs = [object(), object()]
+    assert asyncio.run(collect(early, jobs)) == jobs
+
+
+def test_an_s3_failure_in_a_round_keeps_the_jobs(account: BatchAccount) -> None:
+    account.standard_queues()
+    job = FakeJob(rule_name="a")
+    executor, recorder = make_executor([job])
+    executor.run_jobs([job])
+    with Stubber(executor.stager.client) as s3, Stubber(executor.aws.batch) as batch:
+        s3.add_client_error("list_objects_v2", "SlowDown", http_status_code=503)
+        batch.add_client_error("describe_jobs", "ServerException", http_status_code=500)
+        still = asyncio.run(collect(executor, recorder.submitted))
+    assert still == recorder.submitted and recorder.errors == []
+    assert any("reports" in w for w in recorder.warnings)

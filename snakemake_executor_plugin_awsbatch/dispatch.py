@@ -1,0 +1,279 @@
+"""From the jobs Snakemake hands over in one scheduling round to Batch submissions.
+
+Per round: every job is planned and its command built (on Snakemake's thread: these
+read Snakemake's job objects); the inputs of all jobs are staged in one batch; a job
+that a dead run left running is adopted instead of submitted (adoption.py); the rest
+are grouped into array jobs (arrays.py), their manifests written in parallel, and
+the submissions sent in parallel, at the rate the submitter allows (submission.py).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
+
+from snakemake_executor_plugin_awsbatch import arrays, status
+from snakemake_executor_plugin_awsbatch.adoption import Orphan, Orphans, fingerprint, identity
+from snakemake_executor_plugin_awsbatch.jobside.manifest import ARRAY_INDEX, InputEntry, Manifest
+from snakemake_executor_plugin_awsbatch.plan import JobPlan, Planner
+from snakemake_executor_plugin_awsbatch.staging import Product, Stager
+from snakemake_executor_plugin_awsbatch.staging_files import job_inputs, job_products
+from snakemake_executor_plugin_awsbatch.submission import SubmitError, Submitter
+from snakemake_executor_plugin_awsbatch.submit import job_name, submit_request, tag_value
+
+RUNNER = ["python", "-m", "snakemake_executor_plugin_awsbatch.jobside"]
+
+
+@dataclass
+class JobState:
+    """What the executor remembers about one submitted job (SubmittedJobInfo.aux)."""
+
+    plan: JobPlan
+    name: str  # the Batch job's name (for a child: its array's)
+    key: str  # where its records are: <run>/jobs/<key>/manifest.json, reports/<key>.json
+    manifest_uri: str
+    report_uri: str
+    tracking: status.Tracking = field(default_factory=status.Tracking)
+    moved_to_priority: bool = False
+    adopted_from: str | None = None  # the dead run's id
+
+
+@dataclass
+class _Item:
+    """One Snakemake job on its way to Batch."""
+
+    job: Any
+    plan: JobPlan
+    command: str
+    inputs: list[str]
+    products: list[Product]
+    identity: str
+    entries: list[InputEntry] = field(default_factory=list)
+    fingerprint: str = ""
+
+    @property
+    def tags(self) -> str:
+        return tag_value("+".join(sorted(self.job.rules)))
+
+
+@dataclass
+class _Submission:
+    name: str
+    members: list[_Item]
+    manifests: list[Manifest]
+
+    @property
+    def is_array(self) -> bool:
+        return len(self.members) >= arrays.MIN_SIZE
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        planner: Planner,
+        stager: Stager,
+        submitter: Submitter,
+        orphans: Orphans,
+        format_job_exec: Callable[[Any], str],
+        environment: dict[str, str],
+        tags: dict[str, str],
+        spot_retries: int,
+        scratch_root: str,
+        max_array_size: int,
+        terminate: Callable[[str, str], None],
+        log: Callable[[str], None],
+        console_url: Callable[[str], str],
+    ):
+        self.run_id = run_id
+        self.planner = planner
+        self.stager = stager
+        self.submitter = submitter
+        self.orphans = orphans
+        self.format_job_exec = format_job_exec
+        self.environment = environment
+        self.tags = tags
+        self.spot_retries = spot_retries
+        self.scratch_root = scratch_root
+        self.max_array_size = max_array_size
+        self.terminate = terminate
+        self.log = log
+        self.console_url = console_url
+        self.array_sizes: dict[str, int] = {}  # array id -> children, for cancelling
+        self._arrays = itertools.count(1)
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="awsbatch-submit")
+
+    def dispatch(self, jobs: Sequence[Any], report: Callable[[SubmittedJobInfo], None]) -> None:
+        """Adopt or submit every job; `report` gets each one's info as Batch has it."""
+        started = time.monotonic()
+        items = [self._item(job) for job in jobs]
+        for item, entries in zip(
+            items, self.stager.job_inputs([i.inputs for i in items]), strict=True
+        ):
+            item.entries = entries
+            item.fingerprint = fingerprint(item.identity, item.command, entries)
+        fresh = []
+        for item in items:
+            orphan = self._claim(item)
+            if orphan:
+                report(self._adopt(item, orphan))
+            else:
+                fresh.append(item)
+        submissions = [
+            self._submission(members)
+            for members in arrays.group(fresh, self._array_key, self.max_array_size)
+        ]
+        self.stager.put_manifests([m for s in submissions for m in s.manifests])
+        futures = [self._pool.submit(self._send, s) for s in submissions]
+        failed: list[str] = []
+        for submission, future in zip(submissions, futures, strict=True):
+            try:
+                job_id = future.result()
+            except SubmitError as e:
+                failed.append(f"SubmitJob {submission.name}: {e}")
+                continue
+            # Reported even when another submission failed: Snakemake then cancels them.
+            for info in self._infos(submission, job_id):
+                report(info)
+        if failed:
+            raise SubmitError("; ".join(failed))
+        if len(fresh) > 1:
+            self.log(
+                f"Submitted {len(fresh)} jobs as {len(submissions)} Batch submissions in "
+                f"{time.monotonic() - started:.2f} s"
+            )
+
+    def resubmit(self, job: Any, plan: JobPlan, suffix: str) -> SubmittedJobInfo:
+        """One job alone, e.g. a spot-reclaimed array child moving to the priority queue."""
+        item = self._item(job, plan)
+        (item.entries,) = self.stager.job_inputs([item.inputs])
+        item.fingerprint = fingerprint(item.identity, item.command, item.entries)
+        submission = self._submission([item], suffix)
+        self.stager.put_manifests(submission.manifests)
+        (info,) = self._infos(submission, self._send(submission))
+        return info
+
+    # -- the steps -----------------------------------------------------------------
+
+    def _item(self, job: Any, plan: JobPlan | None = None) -> _Item:
+        return _Item(
+            job=job,
+            plan=plan or self.planner.plan(job),
+            command=self.format_job_exec(job),
+            inputs=job_inputs(job),
+            products=job_products(job),
+            identity=identity(job),
+        )
+
+    def _claim(self, item: _Item) -> Orphan | None:
+        orphan, stale = self.orphans.claim(item.identity, item.fingerprint)
+        if stale and orphan:
+            self.terminate(orphan.job_id, f"left by run {orphan.run_id}, computes an old version")
+            return None
+        return orphan
+
+    def _adopt(self, item: _Item, orphan: Orphan) -> SubmittedJobInfo:
+        # Registers the job's temp() outputs under the dead run's key, as its report names.
+        self.stager.manifest(orphan.key, item.command, item.entries, item.products, {})
+        plan = self.planner.plan(item.job, orphan.queue)
+        self.log(
+            f"Rule {plan.label} (Snakemake job {item.job.jobid}): following Batch job "
+            f"{orphan.job_id} ({orphan.status}) that the dead run {orphan.run_id} left, "
+            "instead of submitting it again"
+        )
+        state = JobState(
+            plan=plan,
+            name=orphan.key,
+            key=orphan.key,
+            manifest_uri=orphan.manifest_uri,
+            report_uri=orphan.report_uri,
+            adopted_from=orphan.run_id,
+        )
+        return SubmittedJobInfo(job=item.job, external_jobid=orphan.job_id, aux={"state": state})
+
+    @staticmethod
+    def _array_key(item: _Item) -> tuple[Any, ...]:
+        return (item.plan, item.tags)
+
+    def _submission(self, members: list[_Item], suffix: str = "") -> _Submission:
+        first = members[0]
+        if len(members) >= arrays.MIN_SIZE:
+            name = job_name(first.plan.label, f"{self.run_id[:8]}-x{next(self._arrays)}")
+            keys = [f"{name}/{index}" for index in range(len(members))]
+        else:
+            job = first.job
+            jobid = str(job.jobid).replace("-", "")[:12] if job.is_group() else str(job.jobid)
+            unique = f"{self.run_id[:8]}-{jobid}-a{job.attempt}{suffix}"
+            name = job_name(first.plan.label, unique)
+            keys = [name]
+        manifests = [
+            self.stager.manifest(
+                key,
+                item.command,
+                item.entries,
+                item.products,
+                {
+                    "identity": item.identity,
+                    "fingerprint": item.fingerprint,
+                    "submission": name,
+                    "queue": item.plan.queue,
+                    "index": str(index) if len(members) > 1 else "",
+                },
+            )
+            for index, (key, item) in enumerate(zip(keys, members, strict=True))
+        ]
+        return _Submission(name, members, manifests)
+
+    def _send(self, submission: _Submission) -> str:
+        first = submission.members[0]
+        manifest_uri = self.stager.job_uris(submission.manifests[0].jobname)[0]
+        if submission.is_array:
+            manifest_uri = self.stager.job_uris(f"{submission.name}/{ARRAY_INDEX}")[0]
+        request = submit_request(
+            name=submission.name,
+            queue=first.plan.queue,
+            job_definition=first.plan.job_definition,
+            command=[*RUNNER, manifest_uri, "--scratch-root", self.scratch_root],
+            environment=self.environment,
+            resources=first.plan.resources,
+            spot_retries=self.spot_retries,
+            tags={**self.tags, "snakemake-run": self.run_id, "snakemake-rule": first.tags},
+            array_size=len(submission.members) if submission.is_array else None,
+        )
+        return self.submitter.submit(request)
+
+    def _infos(self, submission: _Submission, job_id: str) -> list[SubmittedJobInfo]:
+        plan = submission.members[0].plan
+        if submission.is_array:
+            self.array_sizes[job_id] = len(submission.members)
+            ids = [arrays.child_id(job_id, i) for i in range(len(submission.members))]
+            jobs = ", ".join(str(m.job.jobid) for m in submission.members)
+            self.log(
+                f"Submitted {len(ids)} jobs of rule {plan.label} (Snakemake jobs {jobs}) as "
+                f"Batch array job {job_id} (children {ids[0]}..{ids[-1]}) on queue "
+                f"{plan.queue} [{plan.resources.describe()}]: {self.console_url(job_id)}"
+            )
+        else:
+            ids = [job_id]
+            self.log(
+                f"Submitted rule {plan.label} (Snakemake job {submission.members[0].job.jobid}) "
+                f"as Batch job {job_id} on queue {plan.queue} [{plan.resources.describe()}]: "
+                f"{self.console_url(job_id)}"
+            )
+        infos = []
+        for item, manifest, batch_id in zip(
+            submission.members, submission.manifests, ids, strict=True
+        ):
+            manifest_uri, report_uri = self.stager.job_uris(manifest.jobname)
+            state = JobState(item.plan, submission.name, manifest.jobname, manifest_uri, report_uri)
+            infos.append(
+                SubmittedJobInfo(job=item.job, external_jobid=batch_id, aux={"state": state})
+            )
+        return infos

@@ -1,0 +1,70 @@
+"""Where and how one Snakemake job runs on Batch: queue, resources, image, job definition."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from snakemake_executor_plugin_awsbatch.config import PluginConfig
+from snakemake_executor_plugin_awsbatch.errors import ConfigError
+from snakemake_executor_plugin_awsbatch.jobdef import ContainerShape, JobDefinitions
+from snakemake_executor_plugin_awsbatch.queues import QueueInspector, route
+from snakemake_executor_plugin_awsbatch.resources import JobResources, fit_fargate, job_resources
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    label: str  # the rule's name, or the group job's name
+    queue: str
+    resources: JobResources
+    image: str
+    job_definition: str
+
+
+class Planner:
+    def __init__(
+        self,
+        config: PluginConfig,
+        region: str,
+        queues: QueueInspector,
+        job_definitions: JobDefinitions,
+    ):
+        self.config = config
+        self.region = region
+        self.queues = queues
+        self.job_definitions = job_definitions
+
+    def queue_of(self, job: Any) -> str:
+        return route(
+            job.rules,
+            job.resources,
+            self.config.default_queue,
+            self.config.priority_queue,
+            self.config.priority_rules,
+        )
+
+    def plan(self, job: Any, queue: str | None = None) -> JobPlan:
+        """The job's plan; raises ConfigError when it cannot run where it is sent."""
+        label = job.name if job.is_group() else job.rule.name
+        queue = queue or self.queue_of(job)
+        info = self.queues.get(queue)
+        wanted = job_resources(label, job.resources, job.threads, self.config.default_mem_mb)
+        resources = fit_fargate(label, wanted) if info.fargate else wanted
+        if info.fargate and not self.config.execution_role:
+            raise ConfigError(
+                f"Queue {info.name} runs on Fargate, which needs an execution role: set "
+                "--awsbatch-execution-role"
+            )
+        self.queues.check_fit(label, queue, resources)
+        image = str(job.resources.get("awsbatch_image") or self.config.image)
+        shape = ContainerShape(
+            image=image,
+            job_role=self.config.job_role,
+            execution_role=self.config.execution_role if info.fargate else None,
+            fargate=info.fargate,
+            log_group=self.config.log_group,
+            region=self.region,
+            efs=self.config.efs,
+            scratch_root=self.config.scratch_root,
+        )
+        return JobPlan(label, queue, resources, image, self.job_definitions.resolve(shape))
