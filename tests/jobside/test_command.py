@@ -73,7 +73,7 @@ def test_the_jobs_snakemake_runs_in_a_fork_with_the_jobs_environment(tmp_path: P
     # The rule records its environment and the command line of the Snakemake that ran it.
     (tmp_path / "Snakefile").write_text(
         'rule a:\n    output: "out.txt"\n'
-        "    shell: \"echo $TMPDIR $MARK > {output}; "
+        '    shell: "echo $TMPDIR $MARK > {output}; '
         "tr '\\\\0' ' ' < /proc/$PPID/cmdline >> {output}\"\n"
     )
     env = {**os.environ, "TMPDIR": str(tmp_path), "MARK": "from-the-manifest"}

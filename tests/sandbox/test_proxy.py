@@ -32,10 +32,10 @@ import botocore.config
 import pytest
 from botocore.exceptions import ClientError
 from botocore.retries.standard import ExponentialBackoff
-from moto.server import ThreadedMotoServer
 
 from snakemake_executor_plugin_awsbatch.sandbox.ports import free_port
 from snakemake_executor_plugin_awsbatch.sandbox.proxy import MODULE, Faults, Proxy, classify
+from tests.transfer.moto_s3 import moto_server
 
 REGION = "us-east-1"
 MiB = 1024 * 1024
@@ -58,13 +58,8 @@ def _auth(service: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    with moto_server() as url:
+        yield url
 
 
 @pytest.fixture
