@@ -106,7 +106,8 @@ def test_a_reclaimed_child_alone_moves_to_the_priority_queue(
             return running[0] if len(done) == 2 and len(running) == 1 else None
 
         child = runs.poll(waiting_child, 120, "two children done and one running")
-        assert child["jobId"].endswith(":1")
+        # The child of wildcard i=1 (Snakemake orders a round's jobs as it likes).
+        assert runs.runs_parent(child["jobId"]), child["jobId"]
         runs.poll(lambda: runs.containers_of(sandbox, [child["jobId"]]), 30, "its container")
         batch.client.terminate_job(jobId=child["jobId"], reason=RECLAIM_REASON)
         snakemake.process.wait(timeout=120)
