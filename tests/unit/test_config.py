@@ -82,6 +82,8 @@ def test_s3_prefix() -> None:
     [
         (ExecutorSettings(spot_retries=10), "--awsbatch-spot-retries: 10 is out of range"),
         (ExecutorSettings(default_mem_mb=2), "--awsbatch-default-mem-mb: 2 is out of range"),
+        (ExecutorSettings(submit_rate=51), "--awsbatch-submit-rate: 51 is out of range; use 1"),
+        (ExecutorSettings(submit_rate=0), "--awsbatch-submit-rate: 0 is out of range; use 1"),
         (ExecutorSettings(default_queue=" "), "--awsbatch-default-queue is empty"),
         (ExecutorSettings(scratch_root="tmp"), "--awsbatch-scratch-root"),
     ],
