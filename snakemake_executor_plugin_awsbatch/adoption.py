@@ -1,11 +1,13 @@
 """Jobs left behind by a Snakemake run that died (SIGKILL, a crashed laptop): found again.
 
 Every run keeps records in S3 while it runs: `run.json` (its working directory) and
-one manifest per submitted job, written before the job is submitted, that notes the
-submission's name, queue and array index and the job's identity (rules and outputs) and
-fingerprint (command and inputs). A run that ends normally deletes its records, and
-each job's records go as soon as the job has ended, so what a later run finds for the
-same working directory are the jobs a dead run left unfinished.
+one manifest per submitted job (an array's in one pack), written before the job is
+submitted, that notes the submission's name, queue and array index and the job's
+identity (rules and outputs) and fingerprint (command and inputs). A run that ends
+normally deletes its records, and each job's records go as soon as its outcome is told
+(a pack when its last child has ended), so what a later run finds for the same working
+directory are the jobs a dead run left unfinished: those still active, and those that
+succeeded with their report still there (the dead run never fetched their outputs).
 
 A new run then, before submitting anything:
 - finds those jobs in Batch (ListJobs by the submission's unique name, DescribeJobs);
@@ -30,7 +32,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from snakemake_executor_plugin_awsbatch import arrays, status
-from snakemake_executor_plugin_awsbatch.jobside.manifest import InputEntry, Manifest
+from snakemake_executor_plugin_awsbatch.jobside.manifest import (
+    PACK_NAME,
+    InputEntry,
+    Manifest,
+    unpack,
+)
 from snakemake_executor_plugin_awsbatch.staging import RUNS_DIR, Stager
 from snakemake_executor_plugin_awsbatch.transfer import S3Uri
 
@@ -79,6 +86,7 @@ class Orphan:
     queue: str
     job_id: str
     status: str
+    packed: bool = False  # an array child: manifest_uri is its array's pack
 
 
 class Orphans:
@@ -101,13 +109,16 @@ class Orphans:
         `lookup(name, queue)` -> the Batch id of the submission of that name, if any."""
         runs = _dead_runs(stager)
         manifests = [m for run in runs for m in _manifests(stager, run)]
+        reports = {uri for run in runs for uri in stager.list_reports([_reports_dir(stager, run)])}
         ids = _submission_ids(manifests, lookup)
         described = _describe(batch, [i for i in ids.values() if i])
         found = []
         for manifest in manifests:
             job_id = ids.get(manifest.jobname)
             state = described.get(job_id or "")
-            if job_id and state in ADOPTABLE:
+            # A success without its report was told and fetched (its pack outlived it).
+            told = state == "SUCCEEDED" and manifest.report_uri not in reports
+            if job_id and state in ADOPTABLE and not told:
                 found.append(_orphan(stager, manifest, job_id, state))
         return cls(found, runs)
 
@@ -162,6 +173,10 @@ def _workdir_of(stager: Stager, run_id: str) -> str | None:
         return None
 
 
+def _reports_dir(stager: Stager, run_id: str) -> str:
+    return stager.location.uri(RUNS_DIR, run_id, "reports")
+
+
 def _manifests(stager: Stager, run_id: str) -> list[Manifest]:
     base = S3Uri.parse(stager.location.uri(RUNS_DIR, run_id, "jobs") + "/")
     keys = [
@@ -170,15 +185,15 @@ def _manifests(stager: Stager, run_id: str) -> list[Manifest]:
             Bucket=base.bucket, Prefix=base.key
         )
         for item in page.get("Contents", [])
-        if item["Key"].endswith("/manifest.json")
+        if item["Key"].endswith(("/manifest.json", "/" + PACK_NAME))
     ]
 
-    def read(key: str) -> Manifest:
+    def read(key: str) -> list[Manifest]:
         body = stager.client.get_object(Bucket=base.bucket, Key=key)["Body"].read()
-        return Manifest.from_json(body)
+        return unpack(body) if key.endswith(PACK_NAME) else [Manifest.from_json(body)]
 
     with ThreadPoolExecutor(max_workers=16) as pool:
-        found = list(pool.map(read, keys))
+        found = [m for read_ in pool.map(read, keys) for m in read_]
     return [m for m in found if m.record.get("identity")]
 
 
@@ -204,15 +219,21 @@ def _describe(batch: Any, ids: list[str]) -> dict[str, str]:
 
 
 def _orphan(stager: Stager, manifest: Manifest, job_id: str, state: str) -> Orphan:
+    packed = bool(manifest.record.get("index"))
+    jobs = stager.location.uri(RUNS_DIR, manifest.run_id, "jobs")
+    if packed:
+        manifest_uri = f"{jobs}/{manifest.record['submission']}/{PACK_NAME}"
+    else:
+        manifest_uri = f"{jobs}/{manifest.jobname}/manifest.json"
     return Orphan(
         run_id=manifest.run_id,
         key=manifest.jobname,
         report_uri=manifest.report_uri,
-        manifest_uri=stager.location.uri(RUNS_DIR, manifest.run_id, "jobs", manifest.jobname)
-        + "/manifest.json",
+        manifest_uri=manifest_uri,
         identity=manifest.record["identity"],
         fingerprint=manifest.record["fingerprint"],
         queue=manifest.record["queue"],
         job_id=job_id,
         status=state,
+        packed=packed,
     )

@@ -3,8 +3,9 @@
 One SubmitJob with `arrayProperties.size = N` starts N children, which share the command
 and every override. Jobs can share an array when everything the request says is the same
 for them: rule, queue, job definition (image), resources and timeout. What differs (the
-Snakemake job to run) is in each child's manifest, which the child's runner finds by its
-AWS_BATCH_JOB_ARRAY_INDEX (jobside/manifest.py). Children are ids `<array id>:<index>`
+Snakemake job to run) is in each child's manifest; the array's manifests are one object,
+a pack, in which the child's runner reads its own record by its AWS_BATCH_JOB_ARRAY_INDEX
+(jobside/manifest.py). Children are ids `<array id>:<index>`
 that DescribeJobs, TerminateJob and the CloudWatch logs know individually, so status,
 failures, logs and spot moves stay per Snakemake job.
 """
@@ -12,6 +13,7 @@ failures, logs and spot moves stay per Snakemake job.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -55,3 +57,22 @@ def terminations(job_ids: Sequence[str], sizes: dict[str, int]) -> list[str]:
         whole = parent in sizes and len(set(ids)) == sizes[parent]
         targets.extend([parent] if whole else ids)
     return targets
+
+
+@dataclass
+class Pack:
+    """An array's pack of manifests in S3, shared by its children: it may go only when
+    none of them can start again (all ended). `pending` None: not before the run ends
+    (children adopted from a dead run, which this run did not count)."""
+
+    uri: str
+    pending: int | None
+
+    def release(self) -> bool:
+        """One child has ended; -> whether that was the last, so the pack can go.
+
+        Called from the status thread only."""
+        if self.pending is None:
+            return False
+        self.pending -= 1
+        return self.pending == 0

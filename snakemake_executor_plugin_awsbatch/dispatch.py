@@ -3,8 +3,9 @@
 Per round: every job is planned and its command built (on Snakemake's thread: these
 read Snakemake's job objects); the inputs of all jobs are staged in one batch; a job
 that a dead run left running is adopted instead of submitted (adoption.py); the rest
-are grouped into array jobs (arrays.py), their manifests written in parallel, and
-the submissions sent in parallel, at the rate the submitter allows (submission.py).
+are grouped into array jobs (arrays.py), their manifests written in parallel (one
+object per submission: a job's manifest, or an array's pack), and the submissions sent in
+parallel, at the rate the submitter allows (submission.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 
 from snakemake_executor_plugin_awsbatch import arrays, status
 from snakemake_executor_plugin_awsbatch.adoption import Orphan, Orphans, fingerprint, identity
-from snakemake_executor_plugin_awsbatch.jobside.manifest import ARRAY_INDEX, InputEntry, Manifest
+from snakemake_executor_plugin_awsbatch.jobside.manifest import InputEntry, Manifest, pack
 from snakemake_executor_plugin_awsbatch.plan import JobPlan, Planner
 from snakemake_executor_plugin_awsbatch.staging import Product, Stager
 from snakemake_executor_plugin_awsbatch.staging_files import job_inputs, job_products
@@ -37,9 +38,11 @@ class JobState:
     plan: JobPlan
     name: str  # the Batch job's name (for a child: its array's)
     key: str  # where its records are: <run>/jobs/<key>/manifest.json, reports/<key>.json
-    manifest_uri: str
+    manifest_uri: str  # for an array child: its array's pack
     report_uri: str
     tracking: status.Tracking = field(default_factory=status.Tracking)
+    pack: arrays.Pack | None = None  # an array child's shared manifest object
+    records_released: bool = False  # its ended records counted once (follow.py)
     moved_to_priority: bool = False
     adopted_from: str | None = None  # the dead run's id
 
@@ -67,6 +70,9 @@ class _Submission:
     name: str
     members: list[_Item]
     manifests: list[Manifest]
+    manifest_uri: str  # the job's manifest, or the array's pack
+    body: bytes
+    record_bytes: int | None  # an array's: the width of each child's record in the pack
 
     @property
     def is_array(self) -> bool:
@@ -130,7 +136,7 @@ class Dispatcher:
             self._submission(members)
             for members in arrays.group(fresh, self._array_key, self.max_array_size)
         ]
-        self.stager.put_manifests([m for s in submissions for m in s.manifests])
+        self.stager.put_records([(s.manifest_uri, s.body) for s in submissions])
         futures = [self._pool.submit(self._send, s) for s in submissions]
         failed: list[str] = []
         for submission, future in zip(submissions, futures, strict=True):
@@ -156,7 +162,7 @@ class Dispatcher:
         (item.entries,) = self.stager.job_inputs([item.inputs])
         item.fingerprint = fingerprint(item.identity, item.command, item.entries)
         submission = self._submission([item], suffix)
-        self.stager.put_manifests(submission.manifests)
+        self.stager.put_records([(submission.manifest_uri, submission.body)])
         (info,) = self._infos(submission, self._send(submission))
         return info
 
@@ -195,6 +201,7 @@ class Dispatcher:
             manifest_uri=orphan.manifest_uri,
             report_uri=orphan.report_uri,
             adopted_from=orphan.run_id,
+            pack=arrays.Pack(orphan.manifest_uri, pending=None) if orphan.packed else None,
         )
         return SubmittedJobInfo(job=item.job, external_jobid=orphan.job_id, aux={"state": state})
 
@@ -229,18 +236,23 @@ class Dispatcher:
             )
             for index, (key, item) in enumerate(zip(keys, members, strict=True))
         ]
-        return _Submission(name, members, manifests)
+        if len(members) >= arrays.MIN_SIZE:
+            body, width = pack(manifests)
+            return _Submission(name, members, manifests, self.stager.pack_uri(name), body, width)
+        uri = self.stager.job_uris(keys[0])[0]
+        return _Submission(name, members, manifests, uri, manifests[0].to_json().encode(), None)
 
     def _send(self, submission: _Submission) -> str:
         first = submission.members[0]
-        manifest_uri = self.stager.job_uris(submission.manifests[0].jobname)[0]
-        if submission.is_array:
-            manifest_uri = self.stager.job_uris(f"{submission.name}/{ARRAY_INDEX}")[0]
+        record = ["--record-bytes", str(submission.record_bytes)] if submission.is_array else []
         request = submit_request(
             name=submission.name,
             queue=first.plan.queue,
             job_definition=first.plan.job_definition,
-            command=[*RUNNER, manifest_uri, "--scratch-root", self.scratch_root],
+            command=[
+                *(*RUNNER, submission.manifest_uri, *record),
+                *("--scratch-root", self.scratch_root),
+            ],
             environment=self.environment,
             resources=first.plan.resources,
             spot_retries=self.spot_retries,
@@ -267,12 +279,21 @@ class Dispatcher:
                 f"as Batch job {job_id} on queue {plan.queue} [{plan.resources.describe()}]: "
                 f"{self.console_url(job_id)}"
             )
+        shared = None
+        if submission.is_array:
+            shared = arrays.Pack(submission.manifest_uri, pending=len(submission.members))
         infos = []
         for item, manifest, batch_id in zip(
             submission.members, submission.manifests, ids, strict=True
         ):
-            manifest_uri, report_uri = self.stager.job_uris(manifest.jobname)
-            state = JobState(item.plan, submission.name, manifest.jobname, manifest_uri, report_uri)
+            state = JobState(
+                item.plan,
+                submission.name,
+                manifest.jobname,
+                submission.manifest_uri,
+                manifest.report_uri,
+                pack=shared,
+            )
             infos.append(
                 SubmittedJobInfo(job=item.job, external_jobid=batch_id, aux={"state": state})
             )

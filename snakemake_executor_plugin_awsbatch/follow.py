@@ -267,8 +267,16 @@ class Follower:
         self.outcomes.error(job_info, **message)
 
     def _ended(self, state: JobState) -> None:
-        """The job's outcome is told: its records can go (after the round)."""
-        self._finished.update((state.manifest_uri, state.report_uri))
+        """The job's outcome is told: its records can go (after the round); an array's
+        pack once its last child has ended."""
+        if state.records_released:
+            return
+        state.records_released = True
+        self._finished.add(state.report_uri)
+        if state.pack is None:
+            self._finished.add(state.manifest_uri)
+        elif state.pack.release():
+            self._finished.add(state.pack.uri)
 
     def _housekeeping(self) -> None:
         """Delete the records of ended jobs and the S3 copies of deleted temp() outputs."""

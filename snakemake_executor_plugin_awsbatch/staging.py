@@ -29,7 +29,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from snakemake_executor_plugin_awsbatch.config import S3Location
 from snakemake_executor_plugin_awsbatch.errors import ConfigError
-from snakemake_executor_plugin_awsbatch.jobside.manifest import InputEntry, Manifest, OutputEntry
+from snakemake_executor_plugin_awsbatch.jobside.manifest import (
+    PACK_NAME,
+    InputEntry,
+    Manifest,
+    OutputEntry,
+)
 from snakemake_executor_plugin_awsbatch.jobside.report import Report
 from snakemake_executor_plugin_awsbatch.transfer import (
     FileResult,
@@ -211,17 +216,18 @@ class Stager:
             record=record,
         )
 
-    def put_manifests(self, manifests: Sequence[Manifest]) -> list[str]:
-        """Write manifests in parallel (many jobs start at once); -> their URIs."""
-        uris = [self.job_uris(m.jobname)[0] for m in manifests]
+    def pack_uri(self, array_name: str) -> str:
+        """Where an array job's pack of manifests is (jobside/manifest.py)."""
+        return f"{self.run_prefix}/jobs/{array_name}/{PACK_NAME}"
 
-        def put(item: tuple[str, Manifest]) -> None:
-            target = S3Uri.parse(item[0])
-            body = item[1].to_json().encode()
-            self.client.put_object(Bucket=target.bucket, Key=target.key, Body=body)
+    def put_records(self, records: Sequence[tuple[str, bytes]]) -> None:
+        """Write (URI, body) records in parallel: many jobs start at once."""
 
-        list(self._pool.map(put, zip(uris, manifests, strict=True)))
-        return uris
+        def put(record: tuple[str, bytes]) -> None:
+            target = S3Uri.parse(record[0])
+            self.client.put_object(Bucket=target.bucket, Key=target.key, Body=record[1])
+
+        list(self._pool.map(put, records))
 
     def read_report(self, report_uri: str) -> Report | None:
         """The runner's report for a job, or None when the runner never wrote one.

@@ -30,7 +30,7 @@ from ..transfer.client import RUNNER_AGENT
 from . import in_job
 from .command import Command
 from .log import Phases, log, process_age
-from .manifest import Manifest, ManifestError, resolve_uri
+from .manifest import Manifest, ManifestError, record_range
 from .report import FAILED, SUCCEEDED, TERMINATED, Report
 from .scratch import Scratch, sweep_orphans
 from .signals import Interrupted, SignalGuard
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     command = Command(args.grace)
     guard = SignalGuard(command)
     guard.install()
-    return Runner(args.manifest, Path(args.scratch_root), command, guard).run()
+    return Runner(args.manifest, Path(args.scratch_root), command, guard, args.record_bytes).run()
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -62,6 +62,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Run one Snakemake job inside an AWS Batch container from its S3 manifest.",
     )
     parser.add_argument("manifest", help="s3://bucket/key of the job's manifest (JSON)")
+    parser.add_argument(
+        "--record-bytes",
+        type=int,
+        default=None,
+        help="the manifest is an array job's pack of records this wide (jobside/manifest.py)",
+    )
     parser.add_argument(
         "--scratch-root",
         default=os.environ.get(SCRATCH_ROOT_ENV) or DEFAULT_SCRATCH_ROOT,
@@ -77,12 +83,20 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 class Runner:
-    def __init__(self, manifest_uri: str, root: Path, command: Command, guard: SignalGuard):
+    def __init__(
+        self,
+        manifest_uri: str,
+        root: Path,
+        command: Command,
+        guard: SignalGuard,
+        record_bytes: int | None = None,  # an array child reads its record of a pack
+    ):
         self.manifest_uri = manifest_uri
         self.root = root
         self.command = command
         self.guard = guard
         self.phases = Phases()
+        self.record_bytes = record_bytes
 
     def run(self) -> int:
         started = time.time()
@@ -93,13 +107,14 @@ class Runner:
         try:
             with self.phases.timed("manifest"):
                 client = make_s3_client(agent=RUNNER_AGENT)
-                self.manifest_uri = resolve_uri(self.manifest_uri, dict(os.environ))
-                manifest = _read_manifest(client, self.manifest_uri)
+                manifest = _read_manifest(client, self.manifest_uri, self.record_bytes)
         except Interrupted as e:
             log(f"error: {e} while reading the manifest")
             return 128 + e.signum
         except (ManifestError, ValueError, ClientError, BotoCoreError) as e:
-            log(f"error: cannot read manifest {self.manifest_uri}: {e}")
+            index = os.environ.get("AWS_BATCH_JOB_ARRAY_INDEX")
+            where = f" (array index {index})" if self.record_bytes else ""
+            log(f"error: cannot read manifest {self.manifest_uri}{where}: {e}")
             return EXIT_SETUP
         log(f"job {manifest.jobname} of run {manifest.run_id}")
         report = Report(
@@ -212,9 +227,13 @@ def _fail(report: Report, status: str, exit_code: int, error: str) -> None:
     report.status, report.exit_code, report.error = status, exit_code, error
 
 
-def _read_manifest(client: S3Client, uri: str) -> Manifest:
+def _read_manifest(client: S3Client, uri: str, record_bytes: int | None) -> Manifest:
     s3 = S3Uri.parse(uri)
-    return Manifest.from_json(client.get_object(Bucket=s3.bucket, Key=s3.key)["Body"].read())
+    if record_bytes is None:
+        return Manifest.from_json(client.get_object(Bucket=s3.bucket, Key=s3.key)["Body"].read())
+    span = record_range(record_bytes, dict(os.environ))
+    body = client.get_object(Bucket=s3.bucket, Key=s3.key, Range=span)["Body"].read()
+    return Manifest.from_json(body)
 
 
 def _write_report(client: S3Client, uri: str, report: Report) -> None:

@@ -60,10 +60,12 @@ class Job:
         boto3.client("s3").put_object(Bucket=self.bucket, Key=key, Body=manifest.to_json())
         return f"s3://{self.bucket}/{key}"
 
-    def start(self, manifest_uri: str, **kwargs: Any) -> subprocess.Popen[str]:
+    def start(
+        self, manifest_uri: str, extra: list[str] | None = None, **kwargs: Any
+    ) -> subprocess.Popen[str]:
         self.scratch_root.mkdir(exist_ok=True)
         return subprocess.Popen(
-            [*RUNNER, manifest_uri, "--scratch-root", str(self.scratch_root)],
+            [*RUNNER, manifest_uri, *(extra or []), "--scratch-root", str(self.scratch_root)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

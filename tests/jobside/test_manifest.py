@@ -13,6 +13,9 @@ from snakemake_executor_plugin_awsbatch.jobside.manifest import (
     Manifest,
     ManifestError,
     OutputEntry,
+    pack,
+    record_range,
+    unpack,
 )
 
 SHA = "a" * 64
@@ -36,6 +39,26 @@ def manifest() -> Manifest:
 def test_round_trip() -> None:
     m = manifest()
     assert Manifest.from_json(m.to_json()) == m
+
+
+def test_each_record_of_a_pack_is_one_child_manifest_at_its_index_range() -> None:
+    # Of different lengths, with a newline and non-ASCII text inside a string.
+    children = [manifest() for _ in range(3)]
+    for n, m in enumerate(children):
+        m.jobname = f"array/{n}"
+        m.command = "echo ü\n" + "x" * (n * 50)
+    body, width = pack(children)
+    assert len(body) == 3 * width and body.count(b"\n") == 3
+    for n, m in enumerate(children):
+        span = record_range(width, {"AWS_BATCH_JOB_ARRAY_INDEX": str(n)})
+        start, end = (int(x) for x in span.removeprefix("bytes=").split("-"))
+        assert Manifest.from_json(body[start : end + 1]) == m
+    assert unpack(body) == children
+
+
+def test_a_pack_without_an_array_index_is_one_clear_error() -> None:
+    with pytest.raises(ManifestError, match="AWS_BATCH_JOB_ARRAY_INDEX is not set"):
+        record_range(100, {})
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,10 @@ import subprocess
 import time
 from pathlib import Path
 
+import boto3
 import pytest
 
+from snakemake_executor_plugin_awsbatch.jobside.manifest import pack
 from snakemake_executor_plugin_awsbatch.transfer import download_files, sha256_bytes
 from tests.jobside.harness import Job
 
@@ -223,6 +225,28 @@ def test_two_runners_at_once_get_different_scratch_directories(tmp_path: Path, b
     assert [p.wait(timeout=60) for p in procs] == [0, 0]
     assert (marks / "1").read_text() != (marks / "2").read_text()
     assert_scratch_clean(jobs[0])
+
+
+def test_an_array_child_runs_its_own_record_of_the_pack(
+    tmp_path: Path, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    jobs = [
+        Job(bucket, tmp_path, f"echo {n} > {marks}/ran-" + "x" * n, name=f"arr/{n}")
+        for n in (0, 1, 2)
+    ]
+    body, width = pack([j.manifest() for j in jobs])
+    key = "runs/run-1/arr/manifests.pack"
+    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
+    monkeypatch.setenv("AWS_BATCH_JOB_ARRAY_INDEX", "1")
+    proc = jobs[1].start(f"s3://{bucket}/{key}", extra=["--record-bytes", str(width)])
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert [p.name for p in marks.iterdir()] == ["ran-x"]
+    assert jobs[1].report().status == "succeeded"
+    assert "job arr/1 of run run-1" in err
+    assert_scratch_clean(jobs[1])
 
 
 def test_unknown_manifest_version_is_one_clear_error(tmp_path: Path, bucket: str) -> None:

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from snakemake_executor_plugin_awsbatch import arrays
 from snakemake_executor_plugin_awsbatch.adoption import Orphan, Orphans, fingerprint, identity
-from snakemake_executor_plugin_awsbatch.jobside.manifest import InputEntry, resolve_uri
+from snakemake_executor_plugin_awsbatch.jobside.manifest import InputEntry
 
 SHA = "0" * 64
 
@@ -31,10 +31,11 @@ def test_whole_arrays_are_terminated_in_one_call_partial_ones_per_child() -> Non
     assert arrays.parent_of("A:12") == "A" and arrays.parent_of("plain-id") is None
 
 
-def test_a_child_finds_its_own_manifest_by_its_index() -> None:
-    template = "s3://b/runs/x/jobs/smk-a-x1/{index}/manifest.json"
-    assert resolve_uri(template, {"AWS_BATCH_JOB_ARRAY_INDEX": "7"}).endswith("/7/manifest.json")
-    assert resolve_uri("s3://b/k/manifest.json", {}) == "s3://b/k/manifest.json"
+def test_a_pack_goes_with_its_last_child_and_an_adopted_one_only_at_the_end() -> None:
+    pack = arrays.Pack("s3://b/p", pending=2)
+    assert [pack.release(), pack.release()] == [False, True]
+    adopted = arrays.Pack("s3://b/q", pending=None)
+    assert not any(adopted.release() for _ in range(3))
 
 
 def _job(outputs: list[str]) -> SimpleNamespace:

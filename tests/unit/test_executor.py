@@ -518,14 +518,16 @@ def test_jobs_handed_over_together_and_alike_become_one_array_job(account: Batch
     assert [i.external_jobid for i in recorder.submitted[:5]] == [
         f"{array_id}:{n}" for n in range(5)
     ]
-    # One command for all children; each child's manifest is found by its index.
+    # One command and one pack for all children; each child reads its record by index.
     command = submits[0]["containerOverrides"]["command"]
-    template = next(word for word in command if word.startswith("s3://"))
-    assert "{index}" in template
+    pack_uri = next(word for word in command if word.startswith("s3://"))
+    width = int(command[command.index("--record-bytes") + 1])
+    bucket, key = pack_uri.removeprefix("s3://").split("/", 1)
     s3 = boto3.client("s3")
     for n, info in enumerate(recorder.submitted[:5]):
-        bucket, key = template.replace("{index}", str(n)).removeprefix("s3://").split("/", 1)
-        manifest = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        span = f"bytes={n * width}-{(n + 1) * width - 1}"
+        body = s3.get_object(Bucket=bucket, Key=key, Range=span)["Body"].read()
+        manifest = json.loads(body)
         assert (
             "'scatter:'" in manifest["command"]
             and manifest["report_uri"] == info.aux["state"].report_uri
@@ -560,9 +562,18 @@ def test_a_succeeded_report_ends_the_job_without_asking_batch(account: BatchAcco
     assert recorder.succeeded == [recorder.submitted[1]]
     assert still == [recorder.submitted[0], recorder.submitted[2]]
     assert calls.named("DescribeJobs") == []
-    # The ended job's records are gone, so a crash leaves only unfinished jobs behind.
+    # The ended job's records are gone, so a crash leaves only unfinished jobs behind;
+    # the array's pack stays while other children may still start.
     state = recorder.submitted[1].aux["state"]
     assert executor.stager.read_report(state.report_uri) is None
+    bucket, key = state.manifest_uri.removeprefix("s3://").split("/", 1)
+    assert key.endswith("/manifests.pack")
+    boto3.client("s3").head_object(Bucket=bucket, Key=key)
+    for info in still:
+        _write_report(executor, info, "succeeded")
+    assert asyncio.run(collect(executor, still)) == []
+    listing = boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix=key)
+    assert "Contents" not in listing, "the pack outlived its last child"
 
 
 def test_cancel_terminates_a_whole_array_in_one_call(account: BatchAccount) -> None:
