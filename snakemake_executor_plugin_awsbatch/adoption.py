@@ -108,18 +108,19 @@ class Orphans:
 
         `lookup(name, queue)` -> the Batch id of the submission of that name, if any."""
         runs = _dead_runs(stager)
-        manifests = [m for run in runs for m in _manifests(stager, run)]
+        read = [pair for run in runs for pair in _manifests(stager, run)]
+        manifests = [m for m, _ in read]
         reports = {uri for run in runs for uri in stager.list_reports([_reports_dir(stager, run)])}
         ids = _submission_ids(manifests, lookup)
         described = _describe(batch, [i for i in ids.values() if i])
         found = []
-        for manifest in manifests:
+        for manifest, uri in read:
             job_id = ids.get(manifest.jobname)
             state = described.get(job_id or "")
             # A success without its report was told and fetched (its pack outlived it).
             told = state == "SUCCEEDED" and manifest.report_uri not in reports
             if job_id and state in ADOPTABLE and not told:
-                found.append(_orphan(stager, manifest, job_id, state))
+                found.append(_orphan(manifest, uri, job_id, state))
         return cls(found, runs)
 
     def unneeded(self, identities: set[str]) -> list[Orphan]:
@@ -177,7 +178,8 @@ def _reports_dir(stager: Stager, run_id: str) -> str:
     return stager.location.uri(RUNS_DIR, run_id, "reports")
 
 
-def _manifests(stager: Stager, run_id: str) -> list[Manifest]:
+def _manifests(stager: Stager, run_id: str) -> list[tuple[Manifest, str]]:
+    """(manifest, the URI it was read from: a job's own or its array's pack)."""
     base = S3Uri.parse(stager.location.uri(RUNS_DIR, run_id, "jobs") + "/")
     keys = [
         item["Key"]
@@ -188,13 +190,14 @@ def _manifests(stager: Stager, run_id: str) -> list[Manifest]:
         if item["Key"].endswith(("/manifest.json", "/" + PACK_NAME))
     ]
 
-    def read(key: str) -> list[Manifest]:
+    def read(key: str) -> list[tuple[Manifest, str]]:
         body = stager.client.get_object(Bucket=base.bucket, Key=key)["Body"].read()
-        return unpack(body) if key.endswith(PACK_NAME) else [Manifest.from_json(body)]
+        found = unpack(body) if key.endswith(PACK_NAME) else [Manifest.from_json(body)]
+        return [(m, f"s3://{base.bucket}/{key}") for m in found]
 
     with ThreadPoolExecutor(max_workers=16) as pool:
-        found = [m for read_ in pool.map(read, keys) for m in read_]
-    return [m for m in found if m.record.get("identity")]
+        found = [pair for pairs in pool.map(read, keys) for pair in pairs]
+    return [(m, uri) for m, uri in found if m.record.get("identity")]
 
 
 def _submission_ids(
@@ -218,13 +221,7 @@ def _describe(batch: Any, ids: list[str]) -> dict[str, str]:
     return states
 
 
-def _orphan(stager: Stager, manifest: Manifest, job_id: str, state: str) -> Orphan:
-    packed = bool(manifest.record.get("index"))
-    jobs = stager.location.uri(RUNS_DIR, manifest.run_id, "jobs")
-    if packed:
-        manifest_uri = f"{jobs}/{manifest.record['submission']}/{PACK_NAME}"
-    else:
-        manifest_uri = f"{jobs}/{manifest.jobname}/manifest.json"
+def _orphan(manifest: Manifest, manifest_uri: str, job_id: str, state: str) -> Orphan:
     return Orphan(
         run_id=manifest.run_id,
         key=manifest.jobname,
@@ -235,5 +232,5 @@ def _orphan(stager: Stager, manifest: Manifest, job_id: str, state: str) -> Orph
         queue=manifest.record["queue"],
         job_id=job_id,
         status=state,
-        packed=packed,
+        packed=manifest_uri.endswith(PACK_NAME),
     )
