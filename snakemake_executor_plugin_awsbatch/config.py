@@ -61,6 +61,7 @@ class PluginConfig:
     scratch_root: str
     stack: str | None = None
     no_arrays: bool = False
+    no_index_files: bool = False
     submit_rate: int = 40
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -184,6 +185,7 @@ def load_config(settings: ExecutorSettings | None) -> PluginConfig:
         scratch_root=_scratch_root(s.scratch_root),
         stack=_optional(s.stack),
         no_arrays=bool(s.no_arrays),
+        no_index_files=bool(s.no_index_files),
         submit_rate=_bounded("submit-rate", s.submit_rate, 1, 50),
     )
 

@@ -21,10 +21,16 @@ from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 
 from snakemake_executor_plugin_awsbatch import arrays, status
 from snakemake_executor_plugin_awsbatch.adoption import Orphan, Orphans, fingerprint, identity
+from snakemake_executor_plugin_awsbatch.companions import Companions, StorageCompanions
 from snakemake_executor_plugin_awsbatch.jobside.manifest import InputEntry, Manifest, pack
 from snakemake_executor_plugin_awsbatch.plan import JobPlan, Planner
 from snakemake_executor_plugin_awsbatch.staging import Product, Stager
-from snakemake_executor_plugin_awsbatch.staging_files import job_inputs, job_products
+from snakemake_executor_plugin_awsbatch.staging_files import (
+    job_inputs,
+    job_products,
+    storage_inputs,
+    storage_outputs,
+)
 from snakemake_executor_plugin_awsbatch.submission import SubmitError, Submitter
 from snakemake_executor_plugin_awsbatch.submit import job_name, submit_request, tag_value
 
@@ -57,6 +63,7 @@ class _Item:
     inputs: list[str]
     products: list[Product]
     identity: str
+    in_storage: list[InputEntry]  # index files next to its inputs in S3 storage
     entries: list[InputEntry] = field(default_factory=list)
     fingerprint: str = ""
 
@@ -86,6 +93,8 @@ class Dispatcher:
         run_id: str,
         planner: Planner,
         stager: Stager,
+        companions: Companions,
+        storage_companions: StorageCompanions,
         submitter: Submitter,
         orphans: Orphans,
         format_job_exec: Callable[[Any], str],
@@ -101,6 +110,8 @@ class Dispatcher:
         self.run_id = run_id
         self.planner = planner
         self.stager = stager
+        self.companions = companions
+        self.storage_companions = storage_companions
         self.submitter = submitter
         self.orphans = orphans
         self.format_job_exec = format_job_exec
@@ -119,11 +130,12 @@ class Dispatcher:
     def dispatch(self, jobs: Sequence[Any], report: Callable[[SubmittedJobInfo], None]) -> None:
         """Adopt or submit every job; `report` gets each one's info as Batch has it."""
         started = time.monotonic()
+        self.storage_companions.new_round()
         items = [self._item(job) for job in jobs]
         for item, entries in zip(
             items, self.stager.job_inputs([i.inputs for i in items]), strict=True
         ):
-            item.entries = entries
+            item.entries = entries + item.in_storage
             item.fingerprint = fingerprint(item.identity, item.command, entries)
         fresh = []
         for item in items:
@@ -159,7 +171,8 @@ class Dispatcher:
     def resubmit(self, job: Any, plan: JobPlan, suffix: str) -> SubmittedJobInfo:
         """One job alone, e.g. a spot-reclaimed array child moving to the priority queue."""
         item = self._item(job, plan)
-        (item.entries,) = self.stager.job_inputs([item.inputs])
+        (entries,) = self.stager.job_inputs([item.inputs])
+        item.entries = entries + item.in_storage
         item.fingerprint = fingerprint(item.identity, item.command, item.entries)
         submission = self._submission([item], suffix)
         self.stager.put_records([(submission.manifest_uri, submission.body)])
@@ -169,13 +182,15 @@ class Dispatcher:
     # -- the steps -----------------------------------------------------------------
 
     def _item(self, job: Any, plan: JobPlan | None = None) -> _Item:
+        inputs, products = job_inputs(job), job_products(job)
         return _Item(
             job=job,
             plan=plan or self.planner.plan(job),
             command=self.format_job_exec(job),
-            inputs=job_inputs(job),
-            products=job_products(job),
+            inputs=inputs + self.companions.of_job(inputs, [p.path for p in products]),
+            products=products,
             identity=identity(job),
+            in_storage=self.storage_companions.of_job(storage_inputs(job), storage_outputs(job)),
         )
 
     def _claim(self, item: _Item) -> Orphan | None:

@@ -25,6 +25,7 @@ from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
 from snakemake_executor_plugin_awsbatch import arrays, status
 from snakemake_executor_plugin_awsbatch.adoption import Orphans, identity
 from snakemake_executor_plugin_awsbatch.aws import AwsClients, connect, error_code, is_throttling
+from snakemake_executor_plugin_awsbatch.companions import Companions, StorageCompanions
 from snakemake_executor_plugin_awsbatch.config import (
     PluginConfig,
     fill_unset,
@@ -87,10 +88,26 @@ class Executor(RemoteExecutor):
             self.aws.submit, RateLimiter(self.config.submit_rate), warn=self.logger.warning
         )
         self.orphans = self._take_over(planned)
+        # Index files beside inputs travel with them (local ones, and in S3 storage).
+        self.companions = Companions(
+            str(self.stager.workdir),
+            enabled=not self.config.no_index_files,
+            log=self.logger.info,
+        )
+        storage = self.workflow.storage_settings
+        self.storage_companions = StorageCompanions(
+            self.stager.client,
+            enabled=not self.config.no_index_files,
+            local_prefix=str(storage.local_storage_prefix),
+            job_prefix=str(storage.remote_job_local_storage_prefix),
+            log=self.logger.info,
+        )
         self.dispatcher = Dispatcher(
             run_id=self.run_id,
             planner=self.planner,
             stager=self.stager,
+            companions=self.companions,
+            storage_companions=self.storage_companions,
             submitter=self.submitter,
             orphans=self.orphans,
             format_job_exec=self.format_job_exec,
@@ -108,6 +125,7 @@ class Executor(RemoteExecutor):
         self.follower = Follower(
             aws=self.aws,
             stager=self.stager,
+            companions=self.companions,
             config=self.config,
             outcomes=Outcomes(
                 success=self.report_job_success,

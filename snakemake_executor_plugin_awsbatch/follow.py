@@ -22,10 +22,12 @@ import botocore.exceptions
 from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 
 from snakemake_executor_plugin_awsbatch import logs, status
+from snakemake_executor_plugin_awsbatch.companions import Companions
 from snakemake_executor_plugin_awsbatch.config import PluginConfig
 from snakemake_executor_plugin_awsbatch.dispatch import JobState
 from snakemake_executor_plugin_awsbatch.jobside.report import SUCCEEDED, Report
 from snakemake_executor_plugin_awsbatch.staging import Stager, StagingError
+from snakemake_executor_plugin_awsbatch.staging_files import job_inputs, job_products
 
 LOG_DIR = Path(".snakemake") / "awsbatch-logs"
 FAILED_REPORT_RECHECKS = 3
@@ -48,6 +50,7 @@ class Follower:
         *,
         aws: Any,
         stager: Stager,
+        companions: Companions,
         config: PluginConfig,
         outcomes: Outcomes,
         describe_every: float,
@@ -56,6 +59,7 @@ class Follower:
     ):
         self.aws = aws
         self.stager = stager
+        self.companions = companions
         self.config = config
         self.outcomes = outcomes
         self.describe_every = describe_every
@@ -239,18 +243,24 @@ class Follower:
                 message += f" {e}."
         if status.was_spot_reclaimed(detail):
             message += " Its spot instance was reclaimed on every attempt."
-        tail, aux_logs = self._log_tail(state, detail)
-        self._error(job_info, msg=message + tail + "\n", aux_logs=aux_logs)
+        tail, lines, aux_logs = self._log_tail(state, detail)
+        # A tool that missed an index file beside its input: say which were not staged.
+        products = [p.path for p in job_products(job_info.job)]
+        hint = self.companions.failure_hint(job_inputs(job_info.job), products, lines)
+        self._error(job_info, msg=message + tail + hint + "\n", aux_logs=aux_logs)
 
-    def _log_tail(self, state: JobState, detail: dict[str, Any]) -> tuple[str, list[str]]:
+    def _log_tail(
+        self, state: JobState, detail: dict[str, Any]
+    ) -> tuple[str, list[str], list[str]]:
+        """(the tail for the message, the log's lines, the saved log's path)."""
         stream = status.log_stream(detail)
         if not stream:
-            return "\nIt has no log stream (it never started).", []
+            return "\nIt has no log stream (it never started).", [], []
         group = self.config.log_group
         try:
             lines = logs.fetch_log(self.aws.logs, group, stream)
         except botocore.exceptions.ClientError as e:
-            return f"\nIts log {group}/{stream} could not be read: {e}", []
+            return f"\nIts log {group}/{stream} could not be read: {e}", [], []
         path = logs.save_log(lines, LOG_DIR / f"{state.key.replace('/', '-')}.log")
         shown = logs.tail(lines, self.config.log_tail_lines)
         text = (
@@ -258,7 +268,7 @@ class Follower:
             + "".join(f"    {line}\n" for line in shown)
             + f"Whole log: {path}"
         )
-        return text, [str(path)]
+        return text, logs.printed(lines), [str(path)]
 
     # -- after the round ---------------------------------------------------------------
 

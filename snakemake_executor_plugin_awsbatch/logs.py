@@ -39,8 +39,12 @@ def save_log(lines: list[str], path: Path) -> Path:
     return path
 
 
+def printed(lines: list[str]) -> list[str]:
+    """The lines the job's command printed (the runner's own lines left out: its phase
+    timings say nothing about the failure, and its error is reported apart)."""
+    return [line for line in lines if not line.startswith(RUNNER_PREFIX)]
+
+
 def tail(lines: list[str], count: int) -> list[str]:
-    """The last `count` lines the job's command printed (the runner's own lines left out:
-    its phase timings say nothing about the failure, and its error is reported apart)."""
-    printed = [line for line in lines if not line.startswith(RUNNER_PREFIX)]
-    return printed[-count:] if count else []
+    """The last `count` lines the job's command printed."""
+    return printed(lines)[-count:] if count else []

@@ -189,6 +189,15 @@ class ExecutorSettings(ExecutorSettingsBase):
             "array job, one child per Snakemake job.",
         ),
     )
+    no_index_files: bool = field(
+        default=False,
+        metadata=_setting(
+            "Stage only the inputs a rule declares. Default: with each input, the plugin "
+            "also stages the index files that lie next to it and are not declared "
+            "(genome.fa.fai, bwa's genome.fa.bwt and the like, sample.bam.bai, genome.dict; "
+            "the list is in docs/staging.md), and the run's log names them.",
+        ),
+    )
     submit_rate: int = field(
         default=DEFAULT_SUBMIT_RATE,
         metadata=_setting(

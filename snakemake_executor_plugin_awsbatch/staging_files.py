@@ -27,6 +27,26 @@ def job_inputs(job: Any) -> list[str]:
     return [str(f) for f in _local(job.input)]
 
 
+def storage_inputs(job: Any) -> list[tuple[str, str]]:
+    """(S3 URI, local copy's path) of the job's inputs in S3 storage."""
+    found = []
+    for f in job.input:
+        if getattr(f, "is_storage", False):
+            query = str(f.storage_object.query)
+            if query.startswith("s3://"):
+                found.append((query, str(f.storage_object.local_path())))
+    return found
+
+
+def storage_outputs(job: Any) -> list[str]:
+    """S3 URIs of the job's outputs in S3 storage."""
+    return [
+        str(f.storage_object.query)
+        for f in job.output
+        if getattr(f, "is_storage", False) and str(f.storage_object.query).startswith("s3://")
+    ]
+
+
 def job_products(job: Any) -> list[Product]:
     """Outputs, logs and benchmarks the job writes and the submitting side wants back.
 

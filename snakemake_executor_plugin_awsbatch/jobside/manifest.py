@@ -61,6 +61,8 @@ class InputEntry:
     """A source or input file (or `directory()`): fetched to `path` and verified by sha256.
 
     For a directory, sha256 is that of its listing object and size the sum of its files.
+    An empty sha256 (an index file that lies next to a storage-mode input in S3, which the
+    plugin only listed) is checked against the size and the object's own recorded digest.
     """
 
     path: str
@@ -157,7 +159,7 @@ def _input(e: dict[str, Any]) -> InputEntry:
         is_dir=_typed(e.get("is_dir", False), bool, "inputs.is_dir"),
     )
     S3Uri.parse(entry.uri)
-    if not _SHA256.fullmatch(entry.sha256):
+    if entry.sha256 and not _SHA256.fullmatch(entry.sha256):
         raise ValueError(f"{entry.path}: sha256 is not 64 lowercase hex digits")
     if entry.size < 0:
         raise ValueError(f"{entry.path}: negative size")

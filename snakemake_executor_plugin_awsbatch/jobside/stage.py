@@ -15,7 +15,7 @@ def input_items(manifest: Manifest, workdir: Path) -> list[DownloadItem]:
         DownloadItem(
             uri=e.uri,
             path=workdir / e.path,
-            sha256=e.sha256,
+            sha256=e.sha256 or None,
             size=None if e.is_dir else e.size,
             is_dir=e.is_dir,
         )

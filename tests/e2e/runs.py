@@ -146,6 +146,7 @@ class Workflow:
                 env=self.environment(),
                 stdout=sink,
                 stderr=subprocess.STDOUT,
+                preexec_fn=_default_sigint,
             )
         return Background(process, output)
 
@@ -186,6 +187,13 @@ class Workflow:
 
     def saved_job_logs(self) -> list[Path]:
         return sorted((self.workdir / ".snakemake" / "awsbatch-logs").glob("*.log"))
+
+
+def _default_sigint() -> None:
+    """In the child: Ctrl-C as in a terminal. A shell starts background commands with
+    SIGINT ignored (`make test &`, `nohup`), Python then keeps it ignored, and interrupt()
+    would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @dataclass

@@ -61,13 +61,19 @@ def digests(root: Path, tops: tuple[str, ...] = COMPARED) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workdir = copy_workflow(tmp_path_factory.mktemp("staging") / "local")
-    done = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", *ARGS],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-m", "snakemake", "--cores", "2", *ARGS],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        # Snakemake's own local scheduler sometimes drops the retry of `retried` when the
+        # checkpoint updates the DAG at the same moment ("BUG: Out of jobs ready to be
+        # started", its issue 823). This is the reference run, not the plugin: run it on.
+        if "Out of jobs ready to be started" not in done.stdout + done.stderr:
+            break
     assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
     return workdir
 

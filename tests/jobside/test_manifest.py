@@ -17,6 +17,7 @@ from snakemake_executor_plugin_awsbatch.jobside.manifest import (
     record_range,
     unpack,
 )
+from snakemake_executor_plugin_awsbatch.jobside.stage import input_items
 
 SHA = "a" * 64
 
@@ -81,3 +82,16 @@ def test_rejects_bad_manifests(change: Callable[[dict[str, Any]], Any], message:
     change(data)
     with pytest.raises(ManifestError, match=message):
         Manifest.from_json(json.dumps(data))
+
+
+def test_an_input_listed_in_s3_without_a_digest_is_checked_by_size_and_its_own_digest(
+    tmp_path: Any,
+) -> None:
+    m = manifest()
+    m.inputs.append(
+        InputEntry(".snakemake/storage/s3/b/ref/g.fa.fai", "s3://b/ref/g.fa.fai", "", 9)
+    )
+    parsed = Manifest.from_json(m.to_json())
+    assert parsed == m
+    item = input_items(parsed, tmp_path)[-1]
+    assert item.sha256 is None and item.size == 9

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -195,7 +196,11 @@ def make_executor(
         dag=SimpleNamespace(needrun_jobs=lambda: list(jobs), get_sources=lambda: []),
         remote_execution_settings=SimpleNamespace(seconds_between_status_checks=0),
         storage_settings=SimpleNamespace(
-            default_storage_provider=None, default_storage_prefix=None
+            default_storage_provider=None,
+            default_storage_prefix=None,
+            # Snakemake's defaults (StorageSettings)
+            local_storage_prefix=Path(".snakemake/storage"),
+            remote_job_local_storage_prefix=Path(".snakemake/storage"),
         ),
     )
     executor.logger = recorder
