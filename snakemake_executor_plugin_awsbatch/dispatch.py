@@ -136,7 +136,7 @@ class Dispatcher:
             items, self.stager.job_inputs([i.inputs for i in items]), strict=True
         ):
             item.entries = entries + item.in_storage
-            item.fingerprint = fingerprint(item.identity, item.command, entries)
+            item.fingerprint = fingerprint(item.identity, item.command, item.entries)
         fresh = []
         for item in items:
             orphan = self._claim(item)
