@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from snakemake_executor_plugin_awsbatch.jobside.manifest import InputEntry
 from snakemake_executor_plugin_awsbatch.transfer.uri import S3Uri
 
@@ -214,6 +216,7 @@ class StorageCompanions:
         local_prefix: str,
         job_prefix: str,
         log: Callable[[str], None],
+        warn: Callable[[str], None],
     ) -> None:
         self.client = client
         self.enabled = enabled
@@ -222,6 +225,8 @@ class StorageCompanions:
         self.local_prefix = local_prefix
         self.job_prefix = job_prefix
         self._announce = _Announcer(log)
+        self._warn = warn
+        self._unlisted: set[tuple[str, str]] = set()
         self._listings: dict[tuple[str, str], dict[str, int]] = {}  # this round's
         self._lock = threading.Lock()
         self.listings = 0
@@ -274,9 +279,20 @@ class StorageCompanions:
         pages = self.client.get_paginator("list_objects_v2").paginate(
             Bucket=bucket, Prefix=prefix, Delimiter="/"
         )
-        for page in pages:
-            for item in page.get("Contents", []):
-                names[item["Key"][len(prefix) :]] = int(item["Size"])
+        try:
+            for page in pages:
+                for item in page.get("Contents", []):
+                    names[item["Key"][len(prefix) :]] = int(item["Size"])
+        except (BotoCoreError, ClientError) as e:
+            # The storage plugin may read objects in a bucket we may not list: the job
+            # runs as it would without companions, and the user hears why once.
+            names = {}
+            if (bucket, directory) not in self._unlisted:
+                self._unlisted.add((bucket, directory))
+                self._warn(
+                    f"Cannot list s3://{bucket}/{prefix} ({e}): index files next to inputs "
+                    "there do not travel; declare them, or allow s3:ListBucket on it"
+                )
         with self._lock:
             self.listings += 1
             self._listings[(bucket, directory)] = names

@@ -226,7 +226,8 @@ class Dispatcher:
 
     def _submission(self, members: list[_Item], suffix: str = "") -> _Submission:
         first = members[0]
-        if len(members) >= arrays.MIN_SIZE:
+        is_array = len(members) >= arrays.MIN_SIZE
+        if is_array:
             name = job_name(first.plan.label, f"{self.run_id[:8]}-x{next(self._arrays)}")
             keys = [f"{name}/{index}" for index in range(len(members))]
         else:
@@ -251,7 +252,7 @@ class Dispatcher:
             )
             for index, (key, item) in enumerate(zip(keys, members, strict=True))
         ]
-        if len(members) >= arrays.MIN_SIZE:
+        if is_array:
             body, width = pack(manifests)
             return _Submission(name, members, manifests, self.stager.pack_uri(name), body, width)
         uri = self.stager.job_uris(keys[0])[0]

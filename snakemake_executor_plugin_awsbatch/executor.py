@@ -101,6 +101,7 @@ class Executor(RemoteExecutor):
             local_prefix=str(storage.local_storage_prefix),
             job_prefix=str(storage.remote_job_local_storage_prefix),
             log=self.logger.info,
+            warn=self.logger.warning,
         )
         self.dispatcher = Dispatcher(
             run_id=self.run_id,

@@ -199,6 +199,7 @@ def test_in_storage_mode_companions_in_s3_land_beside_the_storage_plugins_copy()
             local_prefix=".snakemake/storage",
             job_prefix=".snakemake/storage",
             log=said.append,
+            warn=said.append,
         )
         copy = ".snakemake/storage/s3/bkt/p/data/genome.fa"
         for _ in range(3):  # three jobs of one round read the same reference
@@ -217,3 +218,23 @@ def test_in_storage_mode_companions_in_s3_land_beside_the_storage_plugins_copy()
         found.new_round()  # objects written by upstream jobs since are seen
         found.of_job([("s3://bkt/p/data/genome.fa", copy)], [])
         assert found.listings == 2
+
+
+def test_a_bucket_that_may_not_be_listed_costs_its_companions_not_the_run() -> None:
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        said: list[str] = []
+        found = StorageCompanions(
+            s3,
+            enabled=True,
+            local_prefix=".snakemake/storage",
+            job_prefix=".snakemake/storage",
+            log=said.append,
+            warn=said.append,
+        )
+        inputs = [("s3://no-such-bucket/ref/genome.fa", ".snakemake/storage/s3/x/ref/genome.fa")]
+        assert found.of_job(inputs, []) == []
+        found.new_round()
+        assert found.of_job(inputs, []) == []
+        (warning,) = said  # said once, not every round
+        assert "Cannot list s3://no-such-bucket/ref/" in warning and "s3:ListBucket" in warning
