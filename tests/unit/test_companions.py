@@ -185,6 +185,16 @@ def test_failure_hint_with_companions_on_names_only_what_did_not_travel(tmp_path
     assert on.failure_hint(["clean/genome.fa"], [], [BWA_MISSING]) == ""
 
 
+def storage_finder(s3: object) -> tuple[StorageCompanions, list[str]]:
+    """Snakemake's default local storage prefix on both sides; log and warnings in `said`."""
+    said: list[str] = []
+    prefix = ".snakemake/storage"
+    found = StorageCompanions(
+        s3, enabled=True, local_prefix=prefix, job_prefix=prefix, log=said.append, warn=said.append
+    )
+    return found, said
+
+
 def test_in_storage_mode_companions_in_s3_land_beside_the_storage_plugins_copy() -> None:
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
@@ -192,15 +202,7 @@ def test_in_storage_mode_companions_in_s3_land_beside_the_storage_plugins_copy()
         for key in ["p/data/genome.fa", *(f"p/data/{n}" for n in BWA), "p/data/genome.gtf"]:
             s3.put_object(Bucket="bkt", Key=key, Body=key.encode())
         s3.put_object(Bucket="bkt", Key="p/data/deeper/genome.fa.fai", Body=b"not beside it")
-        said: list[str] = []
-        found = StorageCompanions(
-            s3,
-            enabled=True,
-            local_prefix=".snakemake/storage",
-            job_prefix=".snakemake/storage",
-            log=said.append,
-            warn=said.append,
-        )
+        found, said = storage_finder(s3)
         copy = ".snakemake/storage/s3/bkt/p/data/genome.fa"
         for _ in range(3):  # three jobs of one round read the same reference
             entries = found.of_job(
@@ -223,15 +225,7 @@ def test_in_storage_mode_companions_in_s3_land_beside_the_storage_plugins_copy()
 def test_a_bucket_that_may_not_be_listed_costs_its_companions_not_the_run() -> None:
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
-        said: list[str] = []
-        found = StorageCompanions(
-            s3,
-            enabled=True,
-            local_prefix=".snakemake/storage",
-            job_prefix=".snakemake/storage",
-            log=said.append,
-            warn=said.append,
-        )
+        found, said = storage_finder(s3)
         inputs = [("s3://no-such-bucket/ref/genome.fa", ".snakemake/storage/s3/x/ref/genome.fa")]
         assert found.of_job(inputs, []) == []
         found.new_round()
