@@ -11,6 +11,10 @@ therefore stages, with each declared input, the files next to it whose names are
 - the input's name with its extension replaced by one (REPLACING: genome.dict, sample.bai;
   a compression suffix goes with the extension: genome.fa.gz -> genome.dict).
 
+A rule that declares any index file of an input is taken at its word: nothing else travels
+with that input. A careful pipeline's calling rule that declares genome.fa and its .fai
+must not get bwa's index (gigabytes for a human genome) staged into every job.
+
 Each input directory costs one listing (kept while the directory's mtime is unchanged),
 not a stat per suffix: a directory of 10,000 BAMs is read once, not 40 times per job.
 Companions are inputs only: what a job brings back is what its rule declares.
@@ -61,7 +65,7 @@ RACY_NS = 2 * 10**9  # a directory changed this recently is listed again next ti
 
 def stems(name: str) -> list[str]:
     """What an index file may be named after: the name without its extension (and without
-    a compression suffix before it), and without an index suffix if it is one itself."""
+    a compression suffix before it)."""
     found = []
     root, ext = os.path.splitext(name)
     if ext.lower() in COMPRESSION:
@@ -74,9 +78,8 @@ def stems(name: str) -> list[str]:
 
 def candidates(name: str) -> list[str]:
     """File names that would be an index file of the file `name` (same directory)."""
-    bases = [name] + [name[: -len(s)] for s in APPENDED if name.endswith(s) and len(name) > len(s)]
-    names = [base + suffix for base in bases for suffix in APPENDED]
-    names += [stem + suffix for base in bases for stem in stems(base) for suffix in REPLACING]
+    names = [name + suffix for suffix in APPENDED]
+    names += [stem + suffix for stem in stems(name) for suffix in REPLACING]
     return [n for n in dict.fromkeys(names) if n != name]
 
 
@@ -119,7 +122,7 @@ class Companions:
         if not self.enabled:
             return []
         inputs = list(inputs)
-        found = self._find(inputs, _normal(inputs, outputs))
+        found = self._find(inputs, outputs)
         for each in found:
             self._announce(each)
         return list(dict.fromkeys(p for each in found for p in each.paths))
@@ -157,7 +160,8 @@ class Companions:
 
     # -- helpers ---------------------------------------------------------------------
 
-    def _find(self, inputs: list[str], excluded: set[str]) -> list[Found]:
+    def _find(self, inputs: list[str], outputs: Iterable[str]) -> list[Found]:
+        declared, outputs = _normal(inputs), _normal(outputs)
         found = []
         for path in inputs:
             normal = os.path.normpath(path)
@@ -167,13 +171,10 @@ class Companions:
             names = self._names(directory)
             if not names:
                 continue
-            paths = tuple(
-                sorted(
-                    os.path.join(directory, n)
-                    for n in candidates(name)
-                    if n in names and os.path.join(directory, n) not in excluded
-                )
-            )
+            present = [os.path.join(directory, n) for n in candidates(name) if n in names]
+            if any(p in declared for p in present):
+                continue  # the rule names this input's index files itself
+            paths = tuple(sorted(p for p in present if p not in outputs))
             if paths:
                 found.append(Found(path, paths))
         return found
@@ -240,8 +241,8 @@ class StorageCompanions:
         """Entries for the companions in S3 of these (S3 URI, local path) inputs."""
         if not self.enabled or posixpath.isabs(self.job_prefix):
             return []
-        inputs = list(inputs)
-        declared = {uri for uri, _ in inputs} | set(outputs)
+        inputs, outputs = list(inputs), set(outputs)
+        declared = {uri for uri, _ in inputs}
         entries: dict[str, InputEntry] = {}
         for uri, local in inputs:
             s3 = S3Uri.parse(uri)
@@ -250,13 +251,16 @@ class StorageCompanions:
                 continue
             directory, name = posixpath.split(s3.key)
             listing = self._listing(s3.bucket, directory)
+            present = [n for n in candidates(name) if n in listing]
+            uris = {n: f"s3://{s3.bucket}/{posixpath.join(directory, n)}" for n in present}
+            if any(u in declared for u in uris.values()):
+                continue  # the rule names this input's index files itself
             found = []
-            for candidate in candidates(name):
-                companion = f"s3://{s3.bucket}/{posixpath.join(directory, candidate)}"
-                if candidate in listing and companion not in declared:
-                    path = posixpath.join(where, candidate)
-                    entries[path] = InputEntry(path, companion, "", listing[candidate])
-                    found.append(companion)
+            for n in present:
+                if uris[n] not in outputs:
+                    path = posixpath.join(where, n)
+                    entries[path] = InputEntry(path, uris[n], "", listing[n])
+                    found.append(uris[n])
             if found:
                 self._announce(Found(uri, tuple(sorted(found))))
         return list(entries.values())

@@ -46,8 +46,6 @@ def finder(root: Path, *, enabled: bool = True) -> tuple[Companions, list]:
         ("sample.cram", {"sample.cram.crai", "sample.crai"}),
         ("calls.vcf.gz", {"calls.vcf.gz.tbi", "calls.vcf.gz.csi", "calls.dict"}),
         ("genome.fa.gz", {"genome.fa.gz.fai", "genome.fa.gz.gzi", "genome.dict"}),
-        # A declared index file brings its siblings: bwa's other four, the FASTA index.
-        ("genome.fa.bwt", {"genome.fa.amb", "genome.fa.sa", "genome.fa.fai", "genome.dict"}),
         ("genome", {"genome.1.bt2", "genome.fai"}),
     ],
 )
@@ -62,6 +60,8 @@ def test_candidates_never_name_the_main_file_or_strip_two_plain_extensions() -> 
     assert "sample.sorted.bai" in found
     assert "sample.bai" not in found  # another sample's index, not this one's
     assert "genome.fa" not in set(candidates("genome.fa.fai"))
+    # An index file is no main file: it brings none of its siblings.
+    assert "genome.fa.amb" not in set(candidates("genome.fa.bwt"))
 
 
 def test_the_companions_that_exist_travel_and_nothing_else(tmp_path: Path) -> None:
@@ -89,12 +89,31 @@ def test_the_companions_that_exist_travel_and_nothing_else(tmp_path: Path) -> No
     assert len(said) == 2
 
 
-def test_declared_inputs_and_the_jobs_outputs_are_not_companions(tmp_path: Path) -> None:
+def test_the_jobs_outputs_are_not_companions(tmp_path: Path) -> None:
     files(tmp_path, "data/A.bam", "data/A.bam.bai", "data/A.bam.csi", "data/A.bai")
     found, _ = finder(tmp_path)
-    # The .bai is declared; the .csi is what this job writes (an index rule).
-    staged = found.of_job(["data/A.bam", "data/A.bam.bai"], ["data/A.bam.csi"])
-    assert staged == ["data/A.bai"]
+    # The .csi is what this job writes (an index rule), from an older run.
+    staged = found.of_job(["data/A.bam"], ["data/A.bam.csi"])
+    assert staged == ["data/A.bai", "data/A.bam.bai"]
+
+
+def test_a_rule_that_declares_an_index_file_of_an_input_gets_nothing_more(tmp_path: Path) -> None:
+    # As in workflows/variant-calling: the calling rule declares the FASTA and its .fai, the
+    # mapping rule the FASTA and bwa's files. Neither gets the other's (gigabytes for a
+    # human genome); a VCF declared alone still brings its .tbi.
+    files(
+        tmp_path,
+        "ref/genome.fa",
+        "ref/genome.fa.fai",
+        *(f"ref/{n}" for n in BWA),
+        "calls/all.vcf.gz",
+        "calls/all.vcf.gz.tbi",
+    )
+    found, said = finder(tmp_path)
+    assert found.of_job(["ref/genome.fa", "ref/genome.fa.fai"], []) == []
+    assert found.of_job(["ref/genome.fa", *(f"ref/{n}" for n in BWA)], []) == []
+    assert found.of_job(["calls/all.vcf.gz"], []) == ["calls/all.vcf.gz.tbi"]
+    assert len(said) == 1
 
 
 def test_a_directory_of_thousands_of_files_costs_one_listing(
