@@ -117,8 +117,9 @@ class Companions:
         self.listings = 0  # directory listings made (tests, benchmarks)
 
     def of_job(self, inputs: Iterable[str], outputs: Iterable[str]) -> list[str]:
-        """Paths to stage besides `inputs`: their companions that exist, are not declared
-        inputs and are not outputs of the job. The run's log names each input's once."""
+        """Paths to stage besides `inputs`: the companions that exist of each input whose
+        rule declares none of them, except the job's outputs. The run's log names each
+        input's once."""
         if not self.enabled:
             return []
         inputs = list(inputs)
@@ -133,7 +134,9 @@ class Companions:
         text = "".join(log)
         inputs = list(inputs)
         declared = _normal(inputs, outputs)
-        staged = _normal(self.of_job(inputs, outputs))
+        # What of_job staged, found again without logging it a second time.
+        found = self._find(inputs, outputs) if self.enabled else []
+        staged = _normal(p for each in found for p in each.paths)
         unstaged: list[Found] = []
         for path in inputs:
             directory, name = os.path.split(os.path.normpath(path))
