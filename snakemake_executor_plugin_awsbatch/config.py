@@ -59,6 +59,7 @@ class PluginConfig:
     log_tail_lines: int
     s3_prefix: S3Location | None
     scratch_root: str
+    runtime_root: str = "/opt/snakemake-awsbatch/runtimes"
     stack: str | None = None
     no_arrays: bool = False
     no_index_files: bool = False
@@ -182,7 +183,10 @@ def load_config(settings: ExecutorSettings | None) -> PluginConfig:
         unschedulable_timeout=_bounded("unschedulable-timeout", s.unschedulable_timeout, 0),
         log_tail_lines=_bounded("log-tail-lines", s.log_tail_lines, 0),
         s3_prefix=parse_s3_prefix(_optional(s.s3_prefix)),
-        scratch_root=_scratch_root(s.scratch_root),
+        scratch_root=_host_directory("scratch-root", s.scratch_root, "/scratch"),
+        runtime_root=_host_directory(
+            "runtime-root", s.runtime_root, "/opt/snakemake-awsbatch/runtimes"
+        ),
         stack=_optional(s.stack),
         no_arrays=bool(s.no_arrays),
         no_index_files=bool(s.no_index_files),
@@ -190,12 +194,12 @@ def load_config(settings: ExecutorSettings | None) -> PluginConfig:
     )
 
 
-def _scratch_root(value: str) -> str:
+def _host_directory(name: str, value: str, default: str) -> str:
     path = (value or "").strip()
     if not path.startswith("/") or path == "/":
         raise ConfigError(
-            f"--awsbatch-scratch-root: {value!r} must be an absolute host directory "
-            "below / (default /scratch)"
+            f"--awsbatch-{name}: {value!r} must be an absolute host directory "
+            f"below / (default {default})"
         )
     return path.rstrip("/")
 

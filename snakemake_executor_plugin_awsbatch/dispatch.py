@@ -19,7 +19,7 @@ from typing import Any
 
 from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 
-from snakemake_executor_plugin_awsbatch import arrays, status
+from snakemake_executor_plugin_awsbatch import arrays, runtime, status
 from snakemake_executor_plugin_awsbatch.adoption import Orphan, Orphans, fingerprint, identity
 from snakemake_executor_plugin_awsbatch.companions import Companions, StorageCompanions
 from snakemake_executor_plugin_awsbatch.jobside.manifest import InputEntry, Manifest, pack
@@ -35,6 +35,14 @@ from snakemake_executor_plugin_awsbatch.submission import SubmitError, Submitter
 from snakemake_executor_plugin_awsbatch.submit import job_name, submit_request, tag_value
 
 RUNNER = ["python", "-m", "snakemake_executor_plugin_awsbatch.jobside"]
+
+
+def job_command(plan: JobPlan, runner_args: list[str]) -> list[str]:
+    """The container command: the image's own Python runs the runner, or, in a tool
+    image, the job runtime's Python (started by the image's /bin/sh)."""
+    if plan.runtime:
+        return runtime.launcher_command(plan.runtime, runner_args)
+    return [*RUNNER, *runner_args]
 
 
 @dataclass
@@ -261,14 +269,15 @@ class Dispatcher:
     def _send(self, submission: _Submission) -> str:
         first = submission.members[0]
         record = ["--record-bytes", str(submission.record_bytes)] if submission.is_array else []
+        args = [
+            *(submission.manifest_uri, *record),
+            *("--scratch-root", self.scratch_root, "--image", first.plan.image),
+        ]
         request = submit_request(
             name=submission.name,
             queue=first.plan.queue,
             job_definition=first.plan.job_definition,
-            command=[
-                *(*RUNNER, submission.manifest_uri, *record),
-                *("--scratch-root", self.scratch_root),
-            ],
+            command=job_command(first.plan, args),
             environment=self.environment,
             resources=first.plan.resources,
             spot_retries=self.spot_retries,

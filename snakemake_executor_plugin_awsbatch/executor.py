@@ -22,7 +22,7 @@ from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
 from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
 
-from snakemake_executor_plugin_awsbatch import arrays, status
+from snakemake_executor_plugin_awsbatch import arrays, images, runtime, status
 from snakemake_executor_plugin_awsbatch.adoption import Orphans, identity
 from snakemake_executor_plugin_awsbatch.aws import AwsClients, connect, error_code, is_throttling
 from snakemake_executor_plugin_awsbatch.companions import Companions, StorageCompanions
@@ -36,7 +36,7 @@ from snakemake_executor_plugin_awsbatch.dispatch import Dispatcher, JobState
 from snakemake_executor_plugin_awsbatch.errors import ConfigError
 from snakemake_executor_plugin_awsbatch.follow import Follower, Outcomes
 from snakemake_executor_plugin_awsbatch.jobdef import JobDefinitions
-from snakemake_executor_plugin_awsbatch.plan import Planner
+from snakemake_executor_plugin_awsbatch.plan import JobPlan, Planner
 from snakemake_executor_plugin_awsbatch.queues import QueueInspector
 from snakemake_executor_plugin_awsbatch.settings import ExecutorSettings
 from snakemake_executor_plugin_awsbatch.stack import read_stack_outputs
@@ -62,11 +62,6 @@ class Executor(RemoteExecutor):
     def __post_init__(self) -> None:
         settings = self.workflow.executor_settings or ExecutorSettings()
         self.config: PluginConfig = load_config(settings)
-        if not self.config.image:
-            raise ConfigError(
-                "No job image: set --awsbatch-image (or SNAKEMAKE_AWSBATCH_IMAGE) to an image "
-                "with Snakemake and this plugin, e.g. one built from containers/Dockerfile"
-            )
         self.run_id = uuid.uuid4().hex[:12]
         self.aws: AwsClients = connect(self.config.region)
         if self.config.stack:
@@ -80,8 +75,10 @@ class Executor(RemoteExecutor):
             JobDefinitions(
                 self.aws.batch, tags={"managed-by": "snakemake-executor-plugin-awsbatch"}
             ),
+            runtime_key=runtime.key(),
         )
         self.priority_fallback = self._check_queues()
+        self._warned_images: set[str] = set()
         planned = self._check_planned_jobs()
         self.stager = self._make_stager()
         self.submitter = Submitter(
@@ -111,7 +108,7 @@ class Executor(RemoteExecutor):
             storage_companions=self.storage_companions,
             submitter=self.submitter,
             orphans=self.orphans,
-            format_job_exec=self.format_job_exec,
+            format_job_exec=self._job_exec,
             environment=self._job_environment(),
             tags=self.config.tags,
             spot_retries=self.config.spot_retries,
@@ -142,7 +139,7 @@ class Executor(RemoteExecutor):
         self.logger.info(
             f"AWS Batch run {self.run_id}: region {self.aws.region}, default queue "
             f"{self.config.default_queue}, priority queue {self.config.priority_queue}, "
-            f"image {self.config.image}"
+            f"default image {self.config.image or '(none)'}"
         )
 
     # -- planning -------------------------------------------------------------------
@@ -168,8 +165,12 @@ class Executor(RemoteExecutor):
     def _check_planned_jobs(self) -> list[Any]:
         """Refuse the run before any submission if some job cannot run where it is sent."""
         planned = self._planned_jobs()
+        tool_images: dict[str, set[str]] = {}
         for job in planned:
             plan = self.planner.plan(job)
+            if plan.runtime:
+                tool_images.setdefault(plan.image, set()).add(plan.label)
+                self._check_priority_runtime(plan)
             lost = s3_storage_directories(job)
             if lost:
                 raise ConfigError(
@@ -178,7 +179,28 @@ class Executor(RemoteExecutor):
                     "a remote job as missing, after the job ran; run without "
                     "--default-storage-provider (the plugin stages it) or write a file instead"
                 )
+        if tool_images:
+            listed = "; ".join(f"{i} ({', '.join(sorted(r))})" for i, r in tool_images.items())
+            self.logger.info(
+                f"AWS Batch run {self.run_id}: {len(tool_images)} tool image(s) run as the "
+                f"Batch job, with the job runtime {self.planner.runtime_key} from the "
+                f"instances' {self.config.runtime_root}: {listed}"
+            )
         return planned
+
+    def _check_priority_runtime(self, plan: JobPlan) -> None:
+        """A tool image's job reclaimed on spot moves to the priority queue only if that
+        queue's instances have the runtime too; say so now rather than mid-run."""
+        if not self.priority_fallback or plan.queue == self.config.priority_queue:
+            return
+        try:
+            self.queues.check_runtime(
+                plan.label, self.config.priority_queue, plan.image, plan.runtime or ""
+            )
+        except ConfigError as e:
+            if plan.image not in self._warned_images:
+                self._warned_images.add(plan.image)
+                self.logger.warning(f"{e}. Such jobs will not move there after spot reclaims.")
 
     def _make_stager(self) -> Stager:
         """Where sources, manifests (and in staged mode inputs and outputs) go in S3."""
@@ -228,14 +250,20 @@ class Executor(RemoteExecutor):
             )
         return {k: v for k, v in env.items() if k not in secret}
 
+    def _job_exec(self, job: Any) -> str:
+        # The job runs in the rule's own image already: its Snakemake must not start
+        # apptainer for the rule's container: (images.py).
+        return images.without_container_methods(self.format_job_exec(job))
+
     def additional_general_args(self) -> str:
         # The job's Snakemake would print each rule's block and repeat its error report,
         # which the submitting Snakemake prints anyway; quiet, the job's log holds what
         # the rule's command printed, and a failure's log tail shows exactly that.
         # Its default job rate limit (100/1s) leaves a 1 s timer thread that the process
         # waits for before it exits: a second of every job. A job runs one rule, so no
-        # limit is needed ("0s": the timer fires at once).
-        return "--quiet progress rules host --max-jobs-per-timespan 100/0s"
+        # limit is needed ("0s": the timer fires at once). Nor is the ILP scheduler, which
+        # starts the CBC solver for every job (a binary tool-only images cannot run).
+        return "--quiet progress rules host --max-jobs-per-timespan 100/0s --scheduler greedy"
 
     # -- submission -----------------------------------------------------------------
 
@@ -263,7 +291,11 @@ class Executor(RemoteExecutor):
             or state.plan.queue == self.config.priority_queue
         ):
             return None
-        plan = self.planner.plan(job_info.job, self.config.priority_queue)
+        try:
+            plan = self.planner.plan(job_info.job, self.config.priority_queue)
+        except ConfigError as e:  # e.g. a tool image whose runtime that queue lacks
+            self.logger.error(f"Batch job {state.name} cannot move to the priority queue: {e}")
+            return None
         self.logger.warning(
             f"Batch job {state.name} ({job_info.external_jobid}) lost its spot instance on "
             f"every attempt; resubmitting it to the priority queue {plan.queue}."

@@ -14,10 +14,12 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from snakemake_executor_plugin_awsbatch import runtime
 from snakemake_executor_plugin_awsbatch.config import EfsMount
 
 NAME_PREFIX = "snakemake-awsbatch-"
 SCRATCH_VOLUME = "scratch"
+RUNTIME_VOLUME = "awsbatch-runtime"
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,8 @@ class ContainerShape:
     region: str
     efs: tuple[EfsMount, ...]
     scratch_root: str
+    # A tool image's: where the instance keeps the job runtimes (mounted read-only).
+    runtime_root: str | None = None
 
 
 def job_definition_request(shape: ContainerShape) -> dict[str, Any]:
@@ -41,6 +45,11 @@ def job_definition_request(shape: ContainerShape) -> dict[str, Any]:
         volumes.append({"name": SCRATCH_VOLUME, "host": {"sourcePath": shape.scratch_root}})
         mounts.append(
             {"sourceVolume": SCRATCH_VOLUME, "containerPath": shape.scratch_root, "readOnly": False}
+        )
+    if shape.runtime_root:
+        volumes.append({"name": RUNTIME_VOLUME, "host": {"sourcePath": shape.runtime_root}})
+        mounts.append(
+            {"sourceVolume": RUNTIME_VOLUME, "containerPath": runtime.MOUNT, "readOnly": True}
         )
     for index, efs in enumerate(shape.efs):
         name = f"efs{index}"

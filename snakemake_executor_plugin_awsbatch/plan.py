@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from snakemake_executor_plugin_awsbatch import images
 from snakemake_executor_plugin_awsbatch.config import PluginConfig
 from snakemake_executor_plugin_awsbatch.errors import ConfigError
 from snakemake_executor_plugin_awsbatch.jobdef import ContainerShape, JobDefinitions
@@ -19,6 +20,7 @@ class JobPlan:
     resources: JobResources
     image: str
     job_definition: str
+    runtime: str | None = None  # a tool image's: the key of the job runtime it runs with
 
 
 class Planner:
@@ -28,11 +30,13 @@ class Planner:
         region: str,
         queues: QueueInspector,
         job_definitions: JobDefinitions,
+        runtime_key: str,
     ):
         self.config = config
         self.region = region
         self.queues = queues
         self.job_definitions = job_definitions
+        self.runtime_key = runtime_key
 
     def queue_of(self, job: Any) -> str:
         return route(
@@ -56,9 +60,11 @@ class Planner:
                 "--awsbatch-execution-role"
             )
         self.queues.check_fit(label, queue, resources)
-        image = str(job.resources.get("awsbatch_image") or self.config.image)
+        image = images.job_image(job, self.config.image)
+        if image.tool:
+            self.queues.check_runtime(label, queue, image.reference, self.runtime_key)
         shape = ContainerShape(
-            image=image,
+            image=image.reference,
             job_role=self.config.job_role,
             execution_role=self.config.execution_role if info.fargate else None,
             fargate=info.fargate,
@@ -66,5 +72,13 @@ class Planner:
             region=self.region,
             efs=self.config.efs,
             scratch_root=self.config.scratch_root,
+            runtime_root=self.config.runtime_root if image.tool else None,
         )
-        return JobPlan(label, queue, resources, image, self.job_definitions.resolve(shape))
+        return JobPlan(
+            label,
+            queue,
+            resources,
+            image.reference,
+            self.job_definitions.resolve(shape),
+            self.runtime_key if image.tool else None,
+        )

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from snakemake_executor_plugin_awsbatch import runtime
 from snakemake_executor_plugin_awsbatch.errors import ConfigError
 from snakemake_executor_plugin_awsbatch.resources import JobResources
 
@@ -44,6 +45,16 @@ class Capacity:
 
 
 @dataclass(frozen=True)
+class Environment:
+    """A compute environment of a queue, as far as the plugin's checks go."""
+
+    name: str
+    # The job runtimes its instances install (the EC2 tag runtime.RUNTIMES_TAG, on the
+    # instances or on the environment itself).
+    runtimes: frozenset[str]
+
+
+@dataclass(frozen=True)
 class QueueInfo:
     name: str
     arn: str
@@ -51,6 +62,7 @@ class QueueInfo:
     # The instance shapes no other shape dominates; empty when the environments
     # are unmanaged or Fargate (nothing to check against here).
     capacities: tuple[Capacity, ...]
+    environments: tuple[Environment, ...] = ()
 
     def fits(self, res: JobResources) -> bool:
         return not self.capacities or any(c.holds(res) for c in self.capacities)
@@ -101,6 +113,28 @@ class QueueInspector:
                 "(resources: awsbatch_queue='QUEUE')"
             )
 
+    def check_runtime(self, rule: str, queue: str, image: str, key: str) -> None:
+        """A tool image's job needs the runtime `key` on every instance the queue may use."""
+        info = self.get(queue)
+        how = (
+            f"build and push the runtime {key} and list it in the stack's RuntimeKeys "
+            "(docs/tool-images.md), or run the rule in the default image"
+        )
+        if info.fargate:
+            raise ConfigError(
+                f"Rule {rule} runs its own image {image}, which needs the job runtime from "
+                f"the instance, but queue {info.name} runs on Fargate, which cannot mount it; "
+                "send the rule to an EC2 queue (resources: awsbatch_queue='QUEUE')"
+            )
+        for env in info.environments:
+            if key not in env.runtimes:
+                has = " ".join(sorted(env.runtimes)) or "none"
+                raise ConfigError(
+                    f"Rule {rule} runs its own image {image}, which needs the job runtime "
+                    f"{key} on the instances, but compute environment {env.name} of queue "
+                    f"{info.name} provides {has} (its tag {runtime.RUNTIMES_TAG}); {how}"
+                )
+
     def _inspect(self, queue: str) -> QueueInfo:
         found = self._batch.describe_job_queues(jobQueues=[queue]).get("jobQueues", [])
         if not found:
@@ -125,7 +159,13 @@ class QueueInspector:
             (e.get("computeResources") or {}).get("type", "").startswith("FARGATE") for e in envs
         )
         capacities = [] if fargate else [c for e in envs for c in self._capacities(e)]
-        return QueueInfo(q["jobQueueName"], q["jobQueueArn"], fargate, _frontier(capacities))
+        return QueueInfo(
+            q["jobQueueName"],
+            q["jobQueueArn"],
+            fargate,
+            _frontier(capacities),
+            tuple(_environment(e) for e in envs),
+        )
 
     def _capacities(self, env: Mapping[str, Any]) -> list[Capacity]:
         """One capacity per instance type the environment may launch."""
@@ -152,6 +192,16 @@ class QueueInspector:
         paginator = self._ec2.get_paginator("describe_instance_types")
         pages = paginator.paginate(Filters=[{"Name": "instance-type", "Values": patterns}])
         return [t for page in pages for t in page.get("InstanceTypes", [])]
+
+
+def _environment(env: Mapping[str, Any]) -> Environment:
+    tags = {
+        **(env.get("tags") or {}),
+        **((env.get("computeResources") or {}).get("tags") or {}),
+    }
+    keys = frozenset(str(tags.get(runtime.RUNTIMES_TAG, "")).split())
+    name = env.get("computeEnvironmentName") or env.get("computeEnvironmentArn", "?")
+    return Environment(name, keys)
 
 
 def _gpus(instance_type: Mapping[str, Any]) -> int:

@@ -16,6 +16,8 @@ DEFAULT_SPOT_RETRIES = 2
 DEFAULT_UNSCHEDULABLE_TIMEOUT = 900
 DEFAULT_LOG_TAIL_LINES = 40
 DEFAULT_SCRATCH_ROOT = "/scratch"
+# runtime.DEFAULT_ROOT (not imported: Snakemake reads this module's defaults as written).
+DEFAULT_RUNTIME_ROOT = "/opt/snakemake-awsbatch/runtimes"
 DEFAULT_SUBMIT_RATE = 40
 
 
@@ -68,9 +70,11 @@ class ExecutorSettings(ExecutorSettingsBase):
     image: Optional[str] = field(
         default=None,
         metadata=_setting(
-            "Container image every job runs in (it must contain python with Snakemake "
-            "and this plugin, see containers/Dockerfile). Per rule: the resource "
-            "awsbatch_image. Required to submit jobs; no default.",
+            "Container image of every rule that names no image of its own (it must contain "
+            "python with Snakemake and this plugin, see containers/Dockerfile). A rule's "
+            "container: directive or awsbatch_image resource names its own image, which "
+            "needs only /bin/sh (docs/tool-images.md). Required unless every rule names "
+            "its image; no default.",
             metavar="IMAGE",
         ),
     )
@@ -172,12 +176,21 @@ class ExecutorSettings(ExecutorSettingsBase):
             metavar="PATH",
         ),
     )
+    runtime_root: str = field(
+        default=DEFAULT_RUNTIME_ROOT,
+        metadata=_setting(
+            "Host directory where the instances keep the job runtimes that rules' own "
+            "tool images run with (mounted read-only into those jobs; the stack's "
+            "RuntimeRoot). Default: /opt/snakemake-awsbatch/runtimes.",
+            metavar="PATH",
+        ),
+    )
     stack: Optional[str] = field(
         default=None,
         metadata=_setting(
             "Name of a CloudFormation stack deployed from cloudformation/: its outputs "
-            "supply the queues, the S3 prefix, the job role and the log group wherever "
-            "the matching setting is not given. Default: none.",
+            "supply the queues, the S3 prefix, the job role, the log group and the runtime "
+            "root wherever the matching setting is not given. Default: none.",
             metavar="NAME",
         ),
     )

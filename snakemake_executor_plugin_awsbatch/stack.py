@@ -26,8 +26,10 @@ OUTPUT_KEYS: dict[str, str] = {
     "job_role_arn": "JobRoleArn",
     "execution_role_arn": "ExecutionRoleArn",
     "log_group": "LogGroupName",
+    "runtime_root": "RuntimeRoot",
 }
-OPTIONAL_FIELDS = frozenset({"execution_role_arn"})
+# A stack deployed before tool-only images (docs/tool-images.md) has no RuntimeRoot.
+OPTIONAL_FIELDS = frozenset({"execution_role_arn", "runtime_root"})
 # Statuses in which the stack's outputs describe resources that exist.
 _USABLE_STATUSES = frozenset(
     {
@@ -59,6 +61,7 @@ class StackOutputs:
     job_role_arn: str
     log_group: str
     execution_role_arn: str | None = None
+    runtime_root: str | None = None
 
     def settings(self) -> dict[str, str]:
         """Setting name (ExecutorSettings field) -> value, for the settings the stack supplies."""
@@ -71,6 +74,8 @@ class StackOutputs:
         }
         if self.execution_role_arn:
             values["execution_role"] = self.execution_role_arn
+        if self.runtime_root:
+            values["runtime_root"] = self.runtime_root
         return values
 
 
@@ -122,4 +127,5 @@ def read_stack_outputs(cfn_client: CloudFormationClient, stack_name: str) -> Sta
         job_role_arn=str(values["job_role_arn"]),
         log_group=str(values["log_group"]),
         execution_role_arn=values["execution_role_arn"],
+        runtime_root=values["runtime_root"],
     )

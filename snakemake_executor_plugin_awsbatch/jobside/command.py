@@ -10,7 +10,7 @@ The command is nearly always the job's Snakemake, `python -m snakemake <args>`. 
 runs in a fork of the runner instead of a new interpreter: it finds Python, boto3 and
 botocore already imported, which saves each job about 0.45 s of CPU and of start-up
 time (measured, see docs/scale.md). Anything else, or anything a shell would expand,
-runs as `bash -c command`.
+runs as `bash -c command` (`/bin/sh -c` in an image without bash).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,8 +41,11 @@ class _Process(Protocol):
 
 
 class Command:
-    def __init__(self, grace_seconds: float) -> None:
+    def __init__(self, grace_seconds: float, script_python: str | None = None) -> None:
         self.grace_seconds = grace_seconds
+        # The job's Snakemake runs a Python `script:` with sys.executable: in a tool
+        # image, the image's own Python if it has one (runner.py).
+        self.script_python = script_python
         self._proc: _Process | None = None
         self._killer: threading.Timer | None = None
         # A signal that arrives while the command is being started is held until its
@@ -56,11 +60,13 @@ class Command:
         try:
             args = snakemake_args(command)
             if args is None:
+                # A tool image may have no bash; every image has /bin/sh.
+                shell = shutil.which("bash", path=env.get("PATH")) or "/bin/sh"
                 self._proc = subprocess.Popen(
-                    ["bash", "-c", command], cwd=cwd, env=env, start_new_session=True
+                    [shell, "-c", command], cwd=cwd, env=env, start_new_session=True
                 )
             else:
-                self._proc = _Forked(args, cwd, env)
+                self._proc = _Forked(args, cwd, env, self.script_python)
         finally:
             self._starting = False
         if self._held is not None:
@@ -134,12 +140,12 @@ def snakemake_args(command: str) -> list[str] | None:
 class _Forked:
     """The job's Snakemake in a fork of the runner, in a session of its own."""
 
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str], python: str | None) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child never returns (os._exit)
-            _run_snakemake(args, cwd, env)
+            _run_snakemake(args, cwd, env, python)
         self.pid = pid
 
     def wait(self) -> int:
@@ -152,9 +158,11 @@ class _Forked:
             return os.waitstatus_to_exitcode(status)
 
 
-def _run_snakemake(args: list[str], cwd: Path, env: dict[str, str]) -> None:
+def _run_snakemake(args: list[str], cwd: Path, env: dict[str, str], python: str | None) -> None:
     code = 1
     try:
+        if python:
+            sys.executable = python
         os.setsid()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, signal.SIG_DFL)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import time
@@ -50,10 +51,20 @@ DEFAULT_GRACE_SECONDS = 20.0
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    command = Command(args.grace)
+    if args.image:
+        log(f"image {args.image}" + (f", job runtime {args.runtime}" if args.runtime else ""))
+    # In a tool image, a Python `script:` runs with the image's own Python when it has
+    # one (as Snakemake does in a container), else with the runtime's.
+    script_python = image_python() if args.runtime else None
+    command = Command(args.grace, script_python)
     guard = SignalGuard(command)
     guard.install()
     return Runner(args.manifest, Path(args.scratch_root), command, guard, args.record_bytes).run()
+
+
+def image_python() -> str | None:
+    """The image's python3 (or python) on its PATH; the runtime is never on PATH."""
+    return shutil.which("python3") or shutil.which("python")
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -72,6 +83,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--scratch-root",
         default=os.environ.get(SCRATCH_ROOT_ENV) or DEFAULT_SCRATCH_ROOT,
         help=f"where job directories are made (default: ${SCRATCH_ROOT_ENV} or /scratch)",
+    )
+    parser.add_argument("--image", help="the job's image, for its log")
+    parser.add_argument(
+        "--runtime",
+        help="the job runtime this runner runs from, in a tool image (set by its launcher)",
     )
     parser.add_argument(
         "--grace",

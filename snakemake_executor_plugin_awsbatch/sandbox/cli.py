@@ -15,6 +15,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from snakemake_executor_plugin_awsbatch import runtime
 from snakemake_executor_plugin_awsbatch.sandbox import exports, image, lifecycle, podman, prereqs
 from snakemake_executor_plugin_awsbatch.sandbox.errors import SandboxError
 from snakemake_executor_plugin_awsbatch.sandbox.state import STATE_DIR_ENV, StateDir
@@ -102,7 +103,20 @@ def _up(args: argparse.Namespace) -> int:
     verb = "started" if started else "already running:"
     print(f"sandbox {verb} moto on {exports.endpoint(record)}, image {record['image']}")
     print(f'point your shell at it: eval "$({PROG} env --state-dir {state.root})"')
+    _warn_if_stale(record)
     return 0
+
+
+def _warn_if_stale(record: dict[str, object]) -> None:
+    """A running sandbox keeps the job runtime it booted with; rules in tool images need
+    the current code's."""
+    if record.get("runtime_key") != runtime.key():
+        print(
+            f"warning: this sandbox's instance has the job runtime {record.get('runtime_key')}, "
+            f"not {runtime.key()} of the current code: rules in their own images will be "
+            f"refused; run `{PROG} down` and `{PROG} up` again",
+            file=sys.stderr,
+        )
 
 
 def _env(args: argparse.Namespace) -> int:
@@ -120,6 +134,7 @@ def _run(args: argparse.Namespace) -> int:
         raise SandboxError("run needs a command: run -- COMMAND [ARGS...]")
     state = StateDir.resolve(args.state_dir)
     record, started = lifecycle.up(state, args.port, _packages(args), args.stop_grace)
+    _warn_if_stale(record)
     env = {**os.environ, **exports.environment_variables(record)}
     for name in exports.UNSET:
         env.pop(name, None)

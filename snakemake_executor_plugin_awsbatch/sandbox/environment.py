@@ -11,6 +11,9 @@ differ from the template defaults, each because of the sandbox:
   whatever the job definition says, so the stack's log group (which `--awsbatch-stack`
   hands to the plugin) must be that one for the plugin to find the logs.
 - `CreateServiceRole=true`: moto creates a compute environment only with a service role.
+- `RuntimeRepository`, `RuntimeKeys`, `RuntimeRoot` (passed by `up`): the job runtime image
+  built from the sandbox's job image, and the state directory's runtimes/ as the
+  instance's runtime root.
 
 moto does not schedule by capacity or priority: every job starts at once in a container,
 whichever compute environment its queue names.
@@ -56,13 +59,19 @@ def templates_dir() -> Path:
     return directory
 
 
-def deploy(session: SandboxSession, templates: Path) -> dict[str, Any]:
-    """Deploy the templates into the sandbox's moto -> what the state record keeps of it."""
+def deploy(
+    session: SandboxSession, templates: Path, extra: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Deploy the templates into the sandbox's moto -> what the state record keeps of it.
+
+    `extra`: more root parameters (the job runtime's repository, keys and root, which
+    depend on the sandbox's state directory and source tree).
+    """
     try:
         name = cfn_deploy.deploy_core_environment(
             session,
             templates,
-            PARAMETERS,
+            {**PARAMETERS, **(extra or {})},
             stack_name=STACK_NAME,
             endpoint_url=session.endpoint_url,
         )

@@ -40,6 +40,7 @@ def environment_variables(record: dict[str, Any]) -> dict[str, str]:
         "SNAKEMAKE_AWSBATCH_IMAGE": record["image"],
         "SNAKEMAKE_AWSBATCH_S3_PREFIX": record["s3_prefix"],
         "SNAKEMAKE_AWSBATCH_SCRATCH_ROOT": record["scratch_dir"],
+        "SNAKEMAKE_AWSBATCH_RUNTIME_ROOT": record["runtime_root"],
         "SNAKEMAKE_AWSBATCH_SANDBOX_DIR": record["state_dir"],
     }
 

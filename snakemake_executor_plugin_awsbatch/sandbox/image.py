@@ -7,8 +7,10 @@ Two layers, each cached in podman's image store under a tag hashed from its inpu
   the snakemake-interface-* packages and boto3 pinned to the versions installed on the
   submitting side. Built once (about two minutes), see rootfs.py.
 - final `localhost/snakemake-awsbatch-sandbox:<key>`: base + this plugin from the current
-  source tree + the sandbox entrypoint and dummy AWS config. Rebuilt in seconds whenever
-  a source file changes.
+  source tree. Rebuilt in seconds whenever a source file changes.
+
+And the job runtime for rules' own tool images, `localhost/snakemake-awsbatch-runtime:<key>`,
+built from the final image with containers/runtime.Dockerfile (ensure_runtime_image).
 """
 
 from __future__ import annotations
@@ -27,18 +29,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import snakemake_executor_plugin_awsbatch
+from snakemake_executor_plugin_awsbatch import runtime
 from snakemake_executor_plugin_awsbatch.sandbox import debian, podman, prereqs, rootfs
 from snakemake_executor_plugin_awsbatch.sandbox.errors import SandboxError
 from snakemake_executor_plugin_awsbatch.sandbox.state import StateDir
 
 BASE_REPOSITORY = "localhost/snakemake-awsbatch-sandbox-base"
 REPOSITORY = "localhost/snakemake-awsbatch-sandbox"
+# The job runtime of tool-only images (runtime/__init__.py), tagged with its key.
+RUNTIME_REPOSITORY = "localhost/snakemake-awsbatch-runtime"
 DISTRIBUTION = "snakemake-executor-plugin-awsbatch"
 # The example pipelines' tools; `up --packages` or this variable replaces the list.
 PACKAGES_ENV = "SNAKEMAKE_AWSBATCH_SANDBOX_PACKAGES"
 DEFAULT_PACKAGES = ("bwa", "samtools", "bcftools")
 # Bump when the way the base is built changes, so old bases are not reused.
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"
 # The job side must run what the submitting side runs: these distributions are pinned to
 # the versions installed here. hatchling installs this plugin's source tree offline.
 PINNED = ("snakemake", "snakemake-storage-plugin-s3", "boto3")
@@ -141,6 +146,47 @@ def ensure_image(state: StateDir, packages: Sequence[str] | None = None, hold: b
     return tag
 
 
+def ensure_runtime_image(state: StateDir, job_image: str) -> str:
+    """The job runtime image `RUNTIME_REPOSITORY:<key>` for tool-only images -> its key.
+
+    Built from the job image with the Dockerfile users build theirs with on AWS
+    (containers/runtime.Dockerfile), in seconds; its tag is the runtime's key, which
+    changes with any job-side source file (runtime.key()).
+    """
+    key = runtime.key()
+    tag = f"{RUNTIME_REPOSITORY}:{key}"
+    with _build_lock():
+        if not podman.image_exists(state, tag):
+            print(f"building the job runtime image {tag}", file=sys.stderr, flush=True)
+            with tempfile.TemporaryDirectory(prefix="awsbatch-sandbox-runtime-") as context:
+                _podman_build(
+                    state,
+                    Path(context),
+                    tag,
+                    {"JOB_IMAGE": job_image, "KEY": key},
+                    "--pull=never",
+                    # No cached build stage: it would keep a copy of the job image.
+                    "--layers=false",
+                    "--file",
+                    str(runtime_dockerfile()),
+                )
+            _remove_older(state, RUNTIME_REPOSITORY, keep=tag)
+    return key
+
+
+def runtime_dockerfile() -> Path:
+    """containers/runtime.Dockerfile of the source tree (like the CloudFormation templates,
+    it is not part of the wheel)."""
+    path = PACKAGE_DIR.parent / "containers" / "runtime.Dockerfile"
+    if not path.is_file():
+        raise SandboxError(
+            f"no {path}: the sandbox builds the job runtime with the source tree's "
+            "containers/runtime.Dockerfile; install the plugin from a source checkout "
+            "(pip install -e .)"
+        )
+    return path
+
+
 def _remove_older(state: StateDir, repository: str, keep: str) -> None:
     """Remove superseded tags, so every source edit does not leave an image behind.
 
@@ -179,21 +225,18 @@ def _build_final(state: StateDir, base: BaseSpec, tag: str) -> None:
     with tempfile.TemporaryDirectory(prefix="awsbatch-sandbox-image-") as tmp:
         context = Path(tmp)
         shutil.copytree(IMAGE_FILES, context, dirs_exist_ok=True)
-        # An installed wheel may not keep the executable bit.
-        (context / "entrypoint.sh").chmod(0o755)
         _write_source_tree(context / "src")
-        podman.podman(
-            state,
-            "build",
-            "--quiet",
-            "--network",
-            "host",
-            "--build-arg",
-            f"BASE={base.tag}",
-            "--tag",
-            tag,
-            str(context),
-        )
+        _podman_build(state, context, tag, {"BASE": base.tag})
+
+
+def _podman_build(
+    state: StateDir, context: Path, tag: str, build_args: dict[str, str], *options: str
+) -> None:
+    """`podman build` of a local context; its base images are local, no registry is asked."""
+    args = [arg for name, value in build_args.items() for arg in ("--build-arg", f"{name}={value}")]
+    podman.podman(
+        state, "build", "--quiet", "--network", "host", *options, *args, "--tag", tag, str(context)
+    )
 
 
 def _write_source_tree(dest: Path) -> None:

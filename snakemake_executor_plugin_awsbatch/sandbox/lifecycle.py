@@ -3,13 +3,15 @@
 `up` starts two processes, both recorded in state.json with their pids:
 podman's API service (on a unix socket in the state directory) and the sandbox's moto
 server (on a loopback port). Into that moto it deploys the project's CloudFormation
-templates (environment.py), which create the bucket and the Batch environment. The job
+templates (environment.py), which create the bucket and the Batch environment, and it
+runs the job-runtime part of their launch template's boot script (instance.py). The job
 containers moto starts carry a label naming the sandbox; `down` removes them after
 stopping moto, so nothing is left behind (the stacks live only in moto's memory).
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 import urllib.request
@@ -20,6 +22,7 @@ from snakemake_executor_plugin_awsbatch.sandbox import (
     environment,
     exports,
     image,
+    instance,
     moto_server,
     podman,
     ports,
@@ -71,9 +74,13 @@ def _start(
     record: dict[str, Any] = {
         "state_dir": str(state.root),
         "scratch_dir": str(state.scratch),
+        "runtime_root": str(state.runtimes),
         "image": image.ensure_image(state, packages, hold=True),
         "stop_grace_seconds": stop_grace,
     }
+    record["runtime_key"] = image.ensure_runtime_image(state, record["image"])
+    # A new sandbox is a new instance: it installs its runtimes afresh.
+    shutil.rmtree(state.runtimes, ignore_errors=True)
     try:
         record["podman_pid"] = podman.start_service(state)
         state.write(record)
@@ -82,8 +89,20 @@ def _start(
         state.write(record)
         _wait_for_moto(state, record)
         session = exports.SandboxSession(exports.endpoint(record))
+        deployed = environment.deploy(
+            session,
+            templates,
+            {
+                "RuntimeRepository": image.RUNTIME_REPOSITORY,
+                "RuntimeKeys": record["runtime_key"],
+                "RuntimeRoot": record["runtime_root"],
+            },
+        )
+        instance.install_runtimes(
+            session, state, deployed["batch"]["compute_environments"].values()
+        )
         # Adds "batch", the key that marks a complete record (live_record).
-        record.update(environment.deploy(session, templates))
+        record.update(deployed)
         record["started_at"] = time.time()
         state.write(record)
     except BaseException:

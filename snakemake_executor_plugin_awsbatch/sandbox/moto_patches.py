@@ -14,10 +14,14 @@ like AWS Batch on ECS:
    "Task failed to start" when the container could not be started (7.). moto never
    reports the container's exit code; AWS reports container.exitCode and
    attempts[].container.exitCode.
-3. The endpoint a job container is told about (MOTO_HOST/MOTO_HTTP_ENDPOINT): moto says
-   http://host.docker.internal, which with host networking does not reach a server bound
-   to 127.0.0.1. The sandbox image's entrypoint turns MOTO_HTTP_ENDPOINT into
-   AWS_ENDPOINT_URL, so it must be http://127.0.0.1.
+3. What a job container gets from its instance: on AWS, the ECS agent gives every
+   container its job role's credentials through the container credentials endpoint
+   (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI) and the instance's network reaches AWS. moto
+   gives neither, so every job container gets AWS_CONTAINER_CREDENTIALS_FULL_URI (served
+   by the sandbox's moto process, moto_server.py), the region and AWS_ENDPOINT_URL, the
+   way to the sandbox on 127.0.0.1. Not through the job definition or the SubmitJob
+   request, and not through the image: any image runs as a job, as on AWS (a rule's
+   tool image holds nothing of the sandbox). DescribeJobs does not show them.
 4. Job containers carry a label naming the sandbox, so that `down` finds and removes
    them, including those of jobs moto was still running when it stopped.
 5. The environment AWS Batch gives every job: moto sets only AWS_BATCH_JOB_ID; AWS also
@@ -86,12 +90,16 @@ _STATES: weakref.WeakKeyDictionary[Job, _JobState] = weakref.WeakKeyDictionary()
 _submitting = threading.local()
 
 
-def apply(label: tuple[str, str], grace_seconds: int) -> None:
+# Where the sandbox's moto process serves a job container's credentials (patch 3).
+CREDENTIALS_PATH = "/_snakemake_awsbatch_sandbox/container-credentials"
+
+
+def apply(label: tuple[str, str], grace_seconds: int, port: int) -> None:
     _graceful_stop(grace_seconds)
     _status_reasons()
     _exit_codes()
-    _loopback_endpoint()
     _label_containers(label)
+    _instance_environment(port)
     _batch_environment()
     _retries()  # wraps _status_reasons' _mark_stopped, so it must come after it
     _start_failures()  # wraps _label_containers' run
@@ -160,10 +168,27 @@ def _exit_codes() -> None:
     Job._stop_attempt = stop_attempt  # type: ignore[method-assign]
 
 
-def _loopback_endpoint() -> None:
-    from moto import settings
+def _instance_environment(port: int) -> None:
+    from docker.models.containers import ContainerCollection
 
-    settings.moto_server_host = lambda: "http://127.0.0.1"  # type: ignore[assignment]
+    original_run = ContainerCollection.run
+    endpoint = f"http://127.0.0.1:{port}"
+
+    def run(self: ContainerCollection, *args: Any, **kwargs: Any) -> Any:
+        job = threading.current_thread()  # moto runs each job in a thread of its own
+        region = str(getattr(job, "arn", "::::")).split(":")[3] or "us-east-1"
+        # The job's own variables win, as a job's AWS_ENDPOINT_URL would on AWS (the
+        # fault tests send the jobs through a proxy that way).
+        kwargs["environment"] = {
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI": endpoint + CREDENTIALS_PATH,
+            "AWS_DEFAULT_REGION": region,
+            "AWS_REGION": region,
+            "AWS_ENDPOINT_URL": endpoint,
+            **(kwargs.get("environment") or {}),
+        }
+        return original_run(self, *args, **kwargs)
+
+    ContainerCollection.run = run
 
 
 def _label_containers(label: tuple[str, str]) -> None:

@@ -26,13 +26,27 @@ from snakemake_executor_plugin_awsbatch.sandbox.errors import SandboxError
 
 VENV = "/opt/venv"
 # What every image needs besides the caller's packages: Python for Snakemake, bash and
-# coreutils for the job command, CA certificates for real endpoints.
-BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates", "bash", "coreutils", "procps")
+# coreutils for the job command, CA certificates for real endpoints; patchelf and binutils
+# (strip) for building the job runtime of tool-only images from it (runtime/bundle.py).
+BASE_PACKAGES = (
+    "python3",
+    "python3-venv",
+    "ca-certificates",
+    "bash",
+    "coreutils",
+    "procps",
+    "patchelf",
+    "binutils",
+)
 IMAGE_CHANGES = (
     f"ENV PATH={VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "ENV LANG=C.UTF-8",
     "WORKDIR /work",
     'CMD ["bash"]',
+)
+PLAIN_IMAGE_CHANGES = (
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    'CMD ["/bin/sh"]',
 )
 # A clean environment for commands in the chroot: nothing of the host's leaks in.
 CHROOT_ENV = {
@@ -76,6 +90,26 @@ def build_base(
             _install_venv(root, wheels, requirements, out)
             _tidy(root)
             _import(root, tag, podman_env, out)
+
+
+def build_plain(
+    tag: str,
+    source: Source,
+    packages: Sequence[str],
+    log: Path,
+    podman_env: dict[str, str],
+) -> None:
+    """A Debian image with only `packages` (no Python, no venv): a tool-only image like
+    those rules name with container: (the tests' samtools image)."""
+    with tempfile.TemporaryDirectory(prefix="awsbatch-sandbox-rootfs-", dir="/var/tmp") as tmp:
+        root = Path(tmp) / "root"
+        with open(log, "a") as out:
+            if _start_debootstrap(root, source, sorted(packages), out).wait() != 0:
+                raise SandboxError(
+                    f"debootstrap {source.suite} from {source.mirror} failed; see {log}"
+                )
+            _tidy(root)
+            _import(root, tag, podman_env, out, PLAIN_IMAGE_CHANGES)
 
 
 def _start_debootstrap(
@@ -152,8 +186,14 @@ def _tidy(root: Path) -> None:
     (root / "work").mkdir(exist_ok=True)
 
 
-def _import(root: Path, tag: str, podman_env: dict[str, str], out: IO[str]) -> None:
-    changes = [arg for change in IMAGE_CHANGES for arg in ("--change", change)]
+def _import(
+    root: Path,
+    tag: str,
+    podman_env: dict[str, str],
+    out: IO[str],
+    image_changes: Sequence[str] = IMAGE_CHANGES,
+) -> None:
+    changes = [arg for change in image_changes for arg in ("--change", change)]
     tar = subprocess.Popen(
         ["tar", "--numeric-owner", "-C", str(root), "-c", "."],
         stdout=subprocess.PIPE,

@@ -8,6 +8,8 @@ Layout (all paths relative to the state directory):
     podman.sock       podman's Docker-compatible API socket
     logs/             moto.log, podman.log
     scratch/          host directory mounted into every job (SNAKEMAKE_AWSBATCH_SCRATCH_ROOT)
+    runtimes/         the job runtimes the "instance" installed at `up`, mounted read-only
+                      into jobs in tool images (SNAKEMAKE_AWSBATCH_RUNTIME_ROOT)
 """
 
 from __future__ import annotations
@@ -70,6 +72,10 @@ class StateDir:
     @property
     def scratch(self) -> Path:
         return self.root / "scratch"
+
+    @property
+    def runtimes(self) -> Path:
+        return self.root / "runtimes"
 
     def create(self) -> None:
         for directory in (self.root, self.logs, self.scratch):

@@ -7,6 +7,8 @@ nested stack outputs.
 
 from __future__ import annotations
 
+import base64
+import email
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +37,8 @@ NESTED = {
 }
 ALL_TEMPLATES = sorted(TEMPLATES.glob("*.yaml"))
 REGION = "us-east-1"
+# The user data part that installs the job runtimes (the local sandbox runs it too).
+RUNTIME_SCRIPT = "snakemake-awsbatch-runtime.sh"
 
 
 def template(name: str) -> dict[str, Any]:
@@ -54,6 +58,22 @@ class Deployment:
             StackName=stack_name or self.stack_name
         )["Stacks"][0]
         return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+    def user_data_parts(self) -> dict[str | None, str]:
+        """The deployed launch template's user data: MIME part file name -> its text (the
+        host setup part has no file name), the way the local sandbox reads it."""
+        version = self.client("ec2").describe_launch_template_versions(
+            LaunchTemplateId=self.outputs()["LaunchTemplateId"]
+        )["LaunchTemplateVersions"][0]
+        message = email.message_from_bytes(
+            base64.b64decode(version["LaunchTemplateData"]["UserData"])
+        )
+        assert message.get_content_type() == "multipart/mixed"
+        parts = {}
+        for part in message.get_payload():
+            assert part.get_content_type() == "text/x-shellscript"
+            parts[part.get_filename()] = part.get_payload(decode=True).decode()
+        return parts
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,8 @@ from tests.cloudformation.conftest import REPO, TEMPLATES, template
 
 _EFS = "arn:aws:elasticfilesystem:us-east-1:123456789012"
 _BATCH = "arn:aws:batch:us-east-1:123456789012"
+_RUNTIME_REPOSITORY = "123456789012.dkr.ecr.us-east-1.amazonaws.com/snakemake-awsbatch-runtime"
+_RUNTIME_KEY = "snakemake9.21.0-awsbatch0.1.0-90c0b065ddaf"
 # Parameter defaults replaced in the "everything on" copy (file -> parameter -> default).
 EVERYTHING_ON = {
     "network.yaml": {"CreateInterfaceEndpoints": '"true"'},
@@ -30,8 +32,16 @@ EVERYTHING_ON = {
         "EfsFileSystemArn": f"{_EFS}:file-system/fs-0123abcd",
         "EfsAccessPointArn": f"{_EFS}:access-point/fsap-0123abcd",
     },
-    "launch-template.yaml": {"DisableHyperthreading": '"true"'},
-    "compute-environments.yaml": {"CreateMultiNodeEnvironment": '"true"'},
+    "launch-template.yaml": {
+        "DisableHyperthreading": '"true"',
+        "RuntimeRepository": _RUNTIME_REPOSITORY,
+        "RuntimeKeys": _RUNTIME_KEY,
+    },
+    "compute-environments.yaml": {
+        "CreateMultiNodeEnvironment": '"true"',
+        "RuntimeRepository": _RUNTIME_REPOSITORY,
+        "RuntimeKeys": _RUNTIME_KEY,
+    },
     "job-queues.yaml": {"MultiNodeComputeEnvironmentArn": f"{_BATCH}:compute-environment/mn"},
 }
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 import ast
 import base64
 import json
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -21,7 +24,7 @@ from snakemake_executor_plugin_awsbatch.sandbox.cfn_deploy import (
     nested_stack_name,
 )
 from snakemake_executor_plugin_awsbatch.stack import OUTPUT_KEYS, read_stack_outputs
-from tests.cloudformation.conftest import NESTED, Deployment, deploy
+from tests.cloudformation.conftest import NESTED, RUNTIME_SCRIPT, Deployment, deploy
 
 DEFAULT_TYPES = "c6i,m6i,r6i,c6id,m6id,r6id,c5,m5,r5"
 
@@ -177,6 +180,41 @@ def test_read_stack_outputs(default_env: Deployment) -> None:
     assert stack.execution_role_arn == out["ExecutionRoleArn"]
     assert stack.log_group == "/aws/batch/core"
     assert stack.settings()["job_role"] == out["JobRoleArn"]
+    assert stack.runtime_root == out["RuntimeRoot"] == "/opt/snakemake-awsbatch/runtimes"
+
+
+def test_no_job_runtime_by_default(default_env: Deployment) -> None:
+    """Without RuntimeRepository and RuntimeKeys no environment has the runtimes tag."""
+    assert "RuntimeKeys" not in default_env.outputs()
+    for env in environments(default_env).values():
+        assert "snakemake-awsbatch-runtimes" not in env["computeResources"]["tags"]
+        assert env["computeResources"]["tags"]["name"].startswith("core-")
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+def test_runtime_script_does_nothing_without_keys(default_env: Deployment, tmp_path: Path) -> None:
+    script = default_env.user_data_parts()[RUNTIME_SCRIPT]
+    assert 'RUNTIME_KEYS=""\n' in script
+    default_root = 'RUNTIME_ROOT="/opt/snakemake-awsbatch/runtimes"\n'
+    assert default_root in script
+    # never /opt on the test machine, even if the script regressed
+    (tmp_path / "runtime.sh").write_text(
+        script.replace(default_root, f'RUNTIME_ROOT="{tmp_path}/runtimes"\n')
+    )
+    result = subprocess.run(
+        ["bash", str(tmp_path / "runtime.sh")],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "CONTAINER_CLI": "/nonexistent/cli",
+            "HOST_LOG": str(tmp_path / "host.log"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runtime.sh"]
 
 
 def test_read_stack_outputs_missing_stack(default_env: Deployment) -> None:

@@ -30,9 +30,26 @@ def walk(node: Any) -> Any:
 
 
 def user_data_script() -> str:
+    """The user data with the template defaults: each condition false, each Ref `<Name>`."""
     data = resources("launch-template.yaml", "AWS::EC2::LaunchTemplate")["LaunchTemplate"]
     parts = data["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Join"][1]
-    return "".join(p if isinstance(p, str) else p["Fn::If"][2] for p in parts)
+    return "".join(
+        p if isinstance(p, str) else p["Fn::If"][2] if "Fn::If" in p else f"<{p['Ref']}>"
+        for p in parts
+    )
+
+
+def user_data_parts() -> dict[str | None, str]:
+    """MIME part file name (None for the host setup) -> its shell script."""
+    script = user_data_script()
+    boundary = "--==SNAKEMAKE-AWSBATCH=="
+    assert script.endswith(f"\n{boundary}--\n")
+    parts = {}
+    for part in script.removesuffix(f"{boundary}--\n").split(f"\n{boundary}\n")[1:]:
+        headers, body = part.split("\n\n", 1)
+        name = re.search(r'filename="([^"]+)"', headers)
+        parts[name.group(1) if name else None] = body
+    return parts
 
 
 # --- the root and its contract ----------------------------------------------------------
@@ -163,20 +180,54 @@ def test_ami_defaults_to_amazon_linux_2023() -> None:
 
 
 def test_user_data_sets_up_scratch_without_downloading() -> None:
-    script = user_data_script()
-    assert script.startswith("MIME-Version: 1.0")
+    assert user_data_script().startswith("MIME-Version: 1.0")
+    script = user_data_parts()[None]
     assert "SCRATCH=/scratch" in script
     assert 'mount -o noatime "$device" "$SCRATCH"' in script
     assert "Instance Storage" in script  # instance-store NVMe is preferred
     assert "ECS_ENABLE_SPOT_INSTANCE_DRAINING=true" in script
-    for fetch in ("curl", "wget", "dnf ", "yum ", "aws s3", "pip ", "git clone"):
+    for fetch in ("curl", "wget", "dnf ", "yum ", "aws ", "pip ", "git clone", "pull"):
         assert fetch not in script, fetch
 
 
+def test_user_data_installs_the_job_runtimes_in_a_second_part() -> None:
+    """The exact headers: the local sandbox picks this part by its file name."""
+    assert (
+        "\n--==SNAKEMAKE-AWSBATCH==\n"
+        'Content-Type: text/x-shellscript; charset="us-ascii"\n'
+        'Content-Disposition: attachment; filename="snakemake-awsbatch-runtime.sh"\n\n'
+        "#!/bin/bash\n"
+    ) in user_data_script()
+    assert list(user_data_parts()) == [None, "snakemake-awsbatch-runtime.sh"]
+    script = user_data_parts()["snakemake-awsbatch-runtime.sh"]
+    assert script.startswith(
+        '#!/bin/bash\nRUNTIME_REPOSITORY="<RuntimeRepository>"\nRUNTIME_KEYS=""\n'
+        'RUNTIME_ROOT="<RuntimeRoot>"\n'
+    )
+    assert 'CONTAINER_CLI="${CONTAINER_CLI:-docker}"' in script
+    assert 'HOST_LOG="${HOST_LOG:-/var/log/snakemake-awsbatch-host.log}"' in script
+    # It downloads only the runtime images (and the AWS CLI for the ECR login, if missing).
+    for fetch in ("curl", "wget", "yum ", "aws s3", "pip ", "git clone"):
+        assert fetch not in script, fetch
+    assert [line.strip() for line in script.splitlines() if "dnf install" in line] == [
+        "step dnf install -y awscli-2 || return 1"
+    ]
+    lt = resources("launch-template.yaml", "AWS::EC2::LaunchTemplate")["LaunchTemplate"]
+    parts = lt["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Join"][1]
+    assert {"Ref": "RuntimeRepository"} in parts and {"Ref": "RuntimeRoot"} in parts
+    assert {"Fn::If": ["WithRuntimes", {"Fn::Join": [" ", {"Ref": "RuntimeKeys"}]}, ""]} in parts
+
+
+def test_user_data_leaves_room_for_batch() -> None:
+    """EC2 takes at most 16 KB of user data (before base64), and Batch adds its own part."""
+    assert len(user_data_script().encode()) < 12_000
+
+
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
-def test_user_data_script_is_valid_bash() -> None:
-    script = user_data_script()
-    shell = script.split('charset="us-ascii"\n\n', 1)[1].rsplit("--==SNAKEMAKE-AWSBATCH==--", 1)[0]
+@pytest.mark.parametrize("part", [None, "snakemake-awsbatch-runtime.sh"])
+def test_user_data_script_is_valid_bash(part: str | None) -> None:
+    shell = user_data_parts()[part]
+    assert shell.startswith("#!/bin/bash\n")
     result = subprocess.run(
         ["bash", "-n"], input=shell, text=True, capture_output=True, check=False
     )
@@ -195,6 +246,126 @@ def test_hyperthreading_off_is_one_line_of_the_script() -> None:
         ]
     }
     assert "devices/system/cpu/smt/control" in user_data_script()
+
+
+# --- job runtimes for tool-only images ----------------------------------------------------
+
+RUNTIME_PARAMETERS = {
+    "RuntimeRepository": ("String", ""),
+    "RuntimeKeys": ("CommaDelimitedList", ""),
+    "RuntimeRoot": ("String", "/opt/snakemake-awsbatch/runtimes"),
+}
+WITH_RUNTIMES = {
+    "Fn::And": [
+        {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "RuntimeKeys"}]}, ""]}]},
+        {"Fn::Not": [{"Fn::Equals": [{"Ref": "RuntimeRepository"}, ""]}]},
+    ]
+}
+
+
+def test_runtime_parameters_are_wired_from_the_root() -> None:
+    root = template(ROOT.name)
+    for name, (kind, default) in RUNTIME_PARAMETERS.items():
+        assert (root["Parameters"][name]["Type"], root["Parameters"][name]["Default"]) == (
+            kind,
+            default,
+        ), name
+    (group,) = [
+        g
+        for g in root["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+        if g["Label"]["default"] == "Job runtime for tool-only images"
+    ]
+    assert group["Parameters"] == list(RUNTIME_PARAMETERS)
+    passed = {
+        "RuntimeRepository": {"Ref": "RuntimeRepository"},
+        "RuntimeKeys": {"Fn::Join": [",", {"Ref": "RuntimeKeys"}]},
+        "RuntimeRoot": {"Ref": "RuntimeRoot"},
+    }
+    for logical, names in (
+        ("LaunchTemplate", ["RuntimeRepository", "RuntimeKeys", "RuntimeRoot"]),
+        ("ComputeEnvironments", ["RuntimeRepository", "RuntimeKeys"]),
+    ):
+        parameters = root["Resources"][logical]["Properties"]["Parameters"]
+        assert {name: parameters[name] for name in names} == {n: passed[n] for n in names}
+        nested = template(NESTED[logical])
+        for name in names:
+            assert nested["Parameters"][name]["Type"] == RUNTIME_PARAMETERS[name][0]
+        assert nested["Conditions"]["WithRuntimes"] == WITH_RUNTIMES, logical
+    assert root["Conditions"]["WithRuntimes"] == WITH_RUNTIMES
+
+
+def test_runtime_root_output() -> None:
+    outputs = template(ROOT.name)["Outputs"]
+    assert outputs["RuntimeRoot"] == {
+        "Description": outputs["RuntimeRoot"]["Description"],
+        "Value": {"Ref": "RuntimeRoot"},
+    }
+    assert outputs["RuntimeKeys"]["Condition"] == "WithRuntimes"
+    assert outputs["RuntimeKeys"]["Value"] == {"Fn::Join": [" ", {"Ref": "RuntimeKeys"}]}
+
+
+@pytest.mark.parametrize(
+    ("name", "good", "bad"),
+    [
+        (
+            "RuntimeRepository",
+            [
+                "",
+                "123456789012.dkr.ecr.us-east-1.amazonaws.com/snakemake-awsbatch-runtime",
+                "localhost:5000/team/runtime",
+                "localhost/snakemake-awsbatch-runtime",  # the local sandbox's
+                "ghcr.io/org/snakemake_awsbatch-runtime",
+                "runtime",
+            ],
+            [
+                "123456789012.dkr.ecr.us-east-1.amazonaws.com/runtime:tag",
+                "registry.example.com/Runtime",
+                "registry.example.com/",
+                "registry.example.com/runtime; rm -rf /",
+                'runtime"',
+                "localhost:5000",
+            ],
+        ),
+        (
+            "RuntimeKeys",
+            ["", "snakemake9.21.0-awsbatch0.1.0-90c0b065ddaf", "_k", "K.1"],
+            [".hidden", "-k", "k k", "k/k", "k$(id)", "k" * 129],
+        ),
+        (
+            "RuntimeRoot",
+            ["/opt/snakemake-awsbatch/runtimes", "/mnt/runtimes/", "/x"],
+            ["", "/", "opt/runtimes", "/opt/run times", "/opt/$HOME", '/opt/"x'],
+        ),
+    ],
+)
+def test_runtime_parameters_refuse_what_would_break_the_script(
+    name: str, good: list[str], bad: list[str]
+) -> None:
+    """The values land in the boot script; CloudFormation checks each (each list item of
+    RuntimeKeys) against AllowedPattern, the same in every template that declares it."""
+    patterns = {
+        path.name: template(path.name)["Parameters"][name].get("AllowedPattern")
+        for path in ALL_TEMPLATES
+        if name in template(path.name).get("Parameters", {})
+    }
+    assert patterns[ROOT.name] is not None
+    assert patterns["launch-template.yaml"] == patterns[ROOT.name]
+    for value in good:
+        assert re.fullmatch(patterns[ROOT.name], value), value
+    for value in bad:
+        assert not re.fullmatch(patterns[ROOT.name], value), value
+
+
+def test_every_compute_environment_tags_its_runtimes() -> None:
+    envs = resources("compute-environments.yaml", "AWS::Batch::ComputeEnvironment")
+    for name, env in envs.items():
+        assert env["Properties"]["ComputeResources"]["Tags"]["snakemake-awsbatch-runtimes"] == {
+            "Fn::If": [
+                "WithRuntimes",
+                {"Fn::Join": [" ", {"Ref": "RuntimeKeys"}]},
+                {"Ref": "AWS::NoValue"},
+            ]
+        }, name
 
 
 # --- compute environments and queues ------------------------------------------------------
@@ -259,6 +430,17 @@ def test_no_spot_fleet_role_and_no_service_role_by_default() -> None:
     assert roles["ServiceRole"]["Condition"] == "WithServiceRole"
     assert iam["Parameters"]["CreateServiceRole"]["Default"] == "false"
     assert "spotfleet" not in str(iam).lower()
+
+
+def test_instance_role_can_pull_the_runtime_images_from_ecr() -> None:
+    """AmazonEC2ContainerServiceforEC2Role grants ecr:GetAuthorizationToken,
+    ecr:BatchGetImage and ecr:GetDownloadUrlForLayer, which the boot script's pull needs."""
+    instance = resources("iam.yaml", "AWS::IAM::Role")["InstanceRole"]["Properties"]
+    assert {
+        "Fn::Sub": (
+            "arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"
+        )
+    } in instance["ManagedPolicyArns"]
 
 
 def test_job_role_reaches_only_the_bucket() -> None:

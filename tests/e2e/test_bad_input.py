@@ -49,7 +49,7 @@ class Case:
 
 CASES = {
     "unknown queue": Case("'nope' does not exist", ("--awsbatch-default-queue", "nope")),
-    "missing image": Case("No job image", env={"SNAKEMAKE_AWSBATCH_IMAGE": ""}),
+    "missing image": Case("Rule hello has no image", env={"SNAKEMAKE_AWSBATCH_IMAGE": ""}),
     "malformed tags": Case("--awsbatch-tags: 'team'", ("--awsbatch-tags", "team")),
     "malformed efs": Case("--awsbatch-efs: 'fs-1'", ("--awsbatch-efs", "fs-1:/x")),
     "unparseable gpu": Case("Rule hello: resource gpu", resources="gpu='two'"),

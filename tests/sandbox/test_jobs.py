@@ -15,8 +15,9 @@ def test_job_reaches_s3_and_logs_without_credentials_in_its_definition(jobs, san
     key = f"roundtrip/{uuid.uuid4().hex}"
     jobs.s3.put_object(Bucket=jobs.bucket, Key=f"{key}/in.txt", Body=b"ping")
     marker = uuid.uuid4().hex
-    # Inside the job: boto3 with no endpoint, no credentials, no region given; the sandbox
-    # image's entrypoint and /root/.aws supply them.
+    # Inside the job: boto3 with no endpoint, no credentials, no region given; the sandbox's
+    # Batch gives the container the endpoint and a container credentials endpoint, as ECS
+    # gives the job role's credentials.
     script = (
         f"echo {marker}; touch /scratch/{marker}; python -c '"
         'import boto3; s3 = boto3.client("s3"); '

@@ -56,6 +56,7 @@ class FakeJob:
     output: list[str] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
     benchmark: str | None = None
+    container_img_url: str | None = None  # the rule's container:, wildcards expanded
 
     @property
     def rule(self) -> SimpleNamespace:
@@ -122,7 +123,11 @@ class BatchAccount:
         ]["Arn"]
 
     def compute_environment(
-        self, name: str, instance_types: list[str] | None = None, kind: str = "SPOT"
+        self,
+        name: str,
+        instance_types: list[str] | None = None,
+        kind: str = "SPOT",
+        instance_tags: dict[str, str] | None = None,
     ) -> str:
         request: dict[str, Any] = {
             "computeEnvironmentName": name,
@@ -144,6 +149,8 @@ class BatchAccount:
                     "instanceRole": self.instance_profile,
                     "desiredvCpus": 0,
                 }
+            if instance_tags:
+                resources["tags"] = instance_tags
             request["computeResources"] = resources
         return self.batch.create_compute_environment(**request)["computeEnvironmentArn"]
 

@@ -68,7 +68,7 @@ def test_per_job_values_travel_in_overrides(account: BatchAccount) -> None:
     overrides = request["containerOverrides"]
     runner, manifest_uri = overrides["command"][:3], overrides["command"][3]
     assert runner == ["python", "-m", "snakemake_executor_plugin_awsbatch.jobside"]
-    assert overrides["command"][4:] == ["--scratch-root", "/scratch"]
+    assert overrides["command"][4:] == ["--scratch-root", "/scratch", "--image", IMAGE]
     # The Snakemake command travels in the manifest, not in the request.
     bucket, key = manifest_uri.removeprefix("s3://").split("/", 1)
     manifest = json.loads(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
