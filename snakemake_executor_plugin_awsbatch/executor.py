@@ -194,9 +194,7 @@ class Executor(RemoteExecutor):
         if not self.priority_fallback or plan.queue == self.config.priority_queue:
             return
         try:
-            self.queues.check_runtime(
-                plan.label, self.config.priority_queue, plan.image, plan.runtime or ""
-            )
+            self.planner.plan_runtime(plan, self.config.priority_queue)
         except ConfigError as e:
             if plan.image not in self._warned_images:
                 self._warned_images.add(plan.image)

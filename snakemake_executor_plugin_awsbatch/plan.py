@@ -82,3 +82,8 @@ class Planner:
             self.job_definitions.resolve(shape),
             self.runtime_key if image.tool else None,
         )
+
+    def plan_runtime(self, plan: JobPlan, queue: str) -> None:
+        """ConfigError unless `queue` can give the planned tool-image job its runtime."""
+        if plan.runtime:
+            self.queues.check_runtime(plan.label, queue, plan.image, plan.runtime)

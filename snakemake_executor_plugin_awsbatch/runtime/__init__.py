@@ -55,9 +55,7 @@ def key() -> str:
     this plugin's version and a digest of the plugin's Python sources, so that a runtime
     built from other job-side code never passes for this one.
     """
-    return (
-        f"snakemake{_version('snakemake')}-awsbatch{_version(DISTRIBUTION)}-{source_digest()[:12]}"
-    )
+    return f"snakemake{version('snakemake')}-awsbatch{version(DISTRIBUTION)}-{source_digest()[:12]}"
 
 
 def is_key(value: str) -> bool:
@@ -77,7 +75,7 @@ def source_digest(package_dir: Path = _PACKAGE_DIR) -> str:
     return digest.hexdigest()
 
 
-def _version(distribution: str) -> str:
+def version(distribution: str) -> str:
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:

@@ -281,9 +281,9 @@ def _describe(tree: Path, key: str, version: str) -> None:
         "key": key,
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "snakemake": runtime._version("snakemake"),
-        "plugin": runtime._version(runtime.DISTRIBUTION),
-        "storage_plugin_s3": runtime._version("snakemake-storage-plugin-s3"),
+        "snakemake": runtime.version("snakemake"),
+        "plugin": runtime.version(runtime.DISTRIBUTION),
+        "storage_plugin_s3": runtime.version("snakemake-storage-plugin-s3"),
         "files": len(files),
         "bytes": sum(p.stat().st_size for p in files),
     }
