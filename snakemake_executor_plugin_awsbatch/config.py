@@ -13,7 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from snakemake_executor_plugin_awsbatch.errors import ConfigError
-from snakemake_executor_plugin_awsbatch.settings import ExecutorSettings
+from snakemake_executor_plugin_awsbatch.settings import (
+    DEFAULT_RUNTIME_ROOT,
+    DEFAULT_SCRATCH_ROOT,
+    ExecutorSettings,
+)
 
 # Batch allows 50 tags per resource; the plugin adds its own (run id, rule).
 MAX_USER_TAGS = 47
@@ -59,7 +63,7 @@ class PluginConfig:
     log_tail_lines: int
     s3_prefix: S3Location | None
     scratch_root: str
-    runtime_root: str = "/opt/snakemake-awsbatch/runtimes"
+    runtime_root: str = DEFAULT_RUNTIME_ROOT
     stack: str | None = None
     no_arrays: bool = False
     no_index_files: bool = False
@@ -183,10 +187,8 @@ def load_config(settings: ExecutorSettings | None) -> PluginConfig:
         unschedulable_timeout=_bounded("unschedulable-timeout", s.unschedulable_timeout, 0),
         log_tail_lines=_bounded("log-tail-lines", s.log_tail_lines, 0),
         s3_prefix=parse_s3_prefix(_optional(s.s3_prefix)),
-        scratch_root=_host_directory("scratch-root", s.scratch_root, "/scratch"),
-        runtime_root=_host_directory(
-            "runtime-root", s.runtime_root, "/opt/snakemake-awsbatch/runtimes"
-        ),
+        scratch_root=_host_directory("scratch-root", s.scratch_root, DEFAULT_SCRATCH_ROOT),
+        runtime_root=_host_directory("runtime-root", s.runtime_root, DEFAULT_RUNTIME_ROOT),
         stack=_optional(s.stack),
         no_arrays=bool(s.no_arrays),
         no_index_files=bool(s.no_index_files),

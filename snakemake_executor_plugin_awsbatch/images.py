@@ -41,7 +41,6 @@ _METHOD_FLAGS = ("--software-deployment-method", "--deployment-method", "--deplo
 class JobImage:
     reference: str  # what Batch pulls
     tool: bool  # runs with the instance's job runtime
-    origin: str  # where it was named, for messages
 
 
 def job_image(job: Any, default: str | None) -> JobImage:
@@ -70,19 +69,19 @@ def _member_image(job: Any, default: str | None) -> JobImage:
     named = job.resources.get(IMAGE_RESOURCE)
     if named:
         reference = parse_reference(str(named), f"Rule {rule}: resource {IMAGE_RESOURCE}")
-        return JobImage(reference, reference != default, f"resource {IMAGE_RESOURCE}")
+        return JobImage(reference, reference != default)
     # Snakemake expands wildcards in the rule's container: (False: `container: None`).
     url = getattr(job, "container_img_url", None)
     if url:
         reference = parse_reference(str(url), f"Rule {rule}: container:")
-        return JobImage(reference, reference != default, "container:")
+        return JobImage(reference, reference != default)
     if not default:
         raise ConfigError(
             f"Rule {rule} has no image: give it a container: (any image with /bin/sh) or "
             "set --awsbatch-image (or SNAKEMAKE_AWSBATCH_IMAGE) to an image with Snakemake "
             "and this plugin, e.g. one built from containers/Dockerfile"
         )
-    return JobImage(default, False, "--awsbatch-image")
+    return JobImage(default, False)
 
 
 def parse_reference(value: str, where: str) -> str:

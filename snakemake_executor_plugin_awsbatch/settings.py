@@ -10,14 +10,15 @@ from typing import Optional
 
 from snakemake_interface_executor_plugins.settings import ExecutorSettingsBase
 
+from snakemake_executor_plugin_awsbatch import runtime
+
 DEFAULT_LOG_GROUP = "/aws/batch/job"
 DEFAULT_MEM_MB = 1024
 DEFAULT_SPOT_RETRIES = 2
 DEFAULT_UNSCHEDULABLE_TIMEOUT = 900
 DEFAULT_LOG_TAIL_LINES = 40
 DEFAULT_SCRATCH_ROOT = "/scratch"
-# runtime.DEFAULT_ROOT (not imported: Snakemake reads this module's defaults as written).
-DEFAULT_RUNTIME_ROOT = "/opt/snakemake-awsbatch/runtimes"
+DEFAULT_RUNTIME_ROOT = runtime.DEFAULT_ROOT
 DEFAULT_SUBMIT_RATE = 40
 
 

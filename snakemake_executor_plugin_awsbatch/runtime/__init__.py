@@ -45,6 +45,7 @@ DESCRIPTION = "RUNTIME.json"
 DISTRIBUTION = "snakemake-executor-plugin-awsbatch"
 # A key is a Docker tag, a directory name and part of an EC2 tag value.
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_NOT_IN_KEY = re.compile(r"[^A-Za-z0-9_.-]")
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
@@ -55,7 +56,9 @@ def key() -> str:
     this plugin's version and a digest of the plugin's Python sources, so that a runtime
     built from other job-side code never passes for this one.
     """
-    return f"snakemake{version('snakemake')}-awsbatch{version(DISTRIBUTION)}-{source_digest()[:12]}"
+    named = f"snakemake{version('snakemake')}-awsbatch{version(DISTRIBUTION)}"
+    # A local version ("9.21.1.dev3+g1a2b3c") has characters no Docker tag may hold.
+    return f"{_NOT_IN_KEY.sub('_', named)}-{source_digest()[:12]}"
 
 
 def is_key(value: str) -> bool:
@@ -80,11 +83,6 @@ def version(distribution: str) -> str:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return "0"
-
-
-def python_path(runtime_key: str) -> str:
-    """The runtime's Python inside a job's container."""
-    return f"{MOUNT}/{runtime_key}/{PYTHON}"
 
 
 # Run by the image's /bin/sh: $0 is the key, "$@" the runner's arguments. A missing

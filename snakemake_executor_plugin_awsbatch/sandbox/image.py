@@ -1,6 +1,6 @@
 """The sandbox's job image: what goes into it, the tags derived from that, build if missing.
 
-Two layers, each cached in podman's image store under a tag hashed from its inputs:
+Two layers of the job image, each cached in podman's image store under a tag hashed from its inputs:
 
 - base  `localhost/snakemake-awsbatch-sandbox-base:<key>`: Debian (the machine's own apt
   mirror and suite) + Debian packages + a venv with Snakemake, the S3 storage plugin,
