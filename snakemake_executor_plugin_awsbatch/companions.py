@@ -38,6 +38,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from snakemake_executor_plugin_awsbatch.jobside.manifest import InputEntry
+from snakemake_executor_plugin_awsbatch.staging_files import job_copy
 from snakemake_executor_plugin_awsbatch.transfer.uri import S3Uri
 
 # Documented in docs/staging.md ("Index files next to an input"); keep the two in step.
@@ -270,10 +271,8 @@ class StorageCompanions:
 
     def _job_dir(self, local: str) -> str | None:
         """The directory, inside the job, of the storage plugin's copy of this input."""
-        relative = os.path.relpath(local, self.local_prefix)
-        if relative.startswith(os.pardir):
-            return None
-        return posixpath.dirname(posixpath.join(self.job_prefix, relative))
+        copy = job_copy(local, self.local_prefix, self.job_prefix)
+        return None if copy is None else posixpath.dirname(copy)
 
     def _listing(self, bucket: str, directory: str) -> dict[str, int]:
         """Object name -> size of the objects directly below this S3 "directory"."""

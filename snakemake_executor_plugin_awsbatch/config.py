@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from snakemake_executor_plugin_awsbatch.errors import ConfigError
+from snakemake_executor_plugin_awsbatch.jobside.cache import OFF, parse_bound
 from snakemake_executor_plugin_awsbatch.settings import (
+    DEFAULT_INPUT_CACHE,
     DEFAULT_RUNTIME_ROOT,
     DEFAULT_SCRATCH_ROOT,
     ExecutorSettings,
@@ -68,6 +70,7 @@ class PluginConfig:
     no_arrays: bool = False
     no_index_files: bool = False
     submit_rate: int = 40
+    input_cache: str = DEFAULT_INPUT_CACHE  # canonical: "off", "<bytes>B" or "<p>%"
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -193,7 +196,21 @@ def load_config(settings: ExecutorSettings | None) -> PluginConfig:
         no_arrays=bool(s.no_arrays),
         no_index_files=bool(s.no_index_files),
         submit_rate=_bounded("submit-rate", s.submit_rate, 1, 50),
+        input_cache=parse_input_cache(s.input_cache),
     )
+
+
+def parse_input_cache(value: str | None) -> str:
+    """The cache's bound as the runner reads it from the manifest (jobside/cache.py)."""
+    text = _optional(str(value) if value is not None else None) or DEFAULT_INPUT_CACHE
+    try:
+        bound = parse_bound(text)
+    except ValueError as e:
+        raise ConfigError(
+            f"--awsbatch-input-cache: {value!r} {e}; write a size (200GiB, 500GB), a share "
+            "of the scratch file system (25%), or off"
+        ) from None
+    return OFF if bound is None else str(bound)
 
 
 def _host_directory(name: str, value: str, default: str) -> str:

@@ -22,12 +22,18 @@ from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 from snakemake_executor_plugin_awsbatch import arrays, runtime, status
 from snakemake_executor_plugin_awsbatch.adoption import Orphan, Orphans, fingerprint, identity
 from snakemake_executor_plugin_awsbatch.companions import Companions, StorageCompanions
-from snakemake_executor_plugin_awsbatch.jobside.manifest import InputEntry, Manifest, pack
+from snakemake_executor_plugin_awsbatch.jobside.manifest import (
+    InputEntry,
+    Manifest,
+    StorageDirectory,
+    pack,
+)
 from snakemake_executor_plugin_awsbatch.plan import JobPlan, Planner
 from snakemake_executor_plugin_awsbatch.staging import Product, Stager
 from snakemake_executor_plugin_awsbatch.staging_files import (
     job_inputs,
     job_products,
+    storage_directories,
     storage_inputs,
     storage_outputs,
 )
@@ -72,6 +78,7 @@ class _Item:
     products: list[Product]
     identity: str
     in_storage: list[InputEntry]  # index files next to its inputs in S3 storage
+    directories: list[StorageDirectory]  # its directory() files in S3 storage
     entries: list[InputEntry] = field(default_factory=list)
     fingerprint: str = ""
 
@@ -199,6 +206,9 @@ class Dispatcher:
             products=products,
             identity=identity(job),
             in_storage=self.storage_companions.of_job(storage_inputs(job), storage_outputs(job)),
+            directories=storage_directories(
+                job, self.storage_companions.local_prefix, self.storage_companions.job_prefix
+            ),
         )
 
     def _claim(self, item: _Item) -> Orphan | None:
@@ -257,6 +267,7 @@ class Dispatcher:
                     "queue": item.plan.queue,
                     "index": str(index) if len(members) > 1 else "",
                 },
+                item.directories,
             )
             for index, (key, item) in enumerate(zip(keys, members, strict=True))
         ]

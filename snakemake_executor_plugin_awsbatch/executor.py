@@ -22,7 +22,7 @@ from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
 from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
 
-from snakemake_executor_plugin_awsbatch import arrays, images, runtime, status
+from snakemake_executor_plugin_awsbatch import arrays, checkpoint_names, images, runtime, status
 from snakemake_executor_plugin_awsbatch.adoption import Orphans, identity
 from snakemake_executor_plugin_awsbatch.aws import AwsClients, connect, error_code, is_throttling
 from snakemake_executor_plugin_awsbatch.companions import Companions, StorageCompanions
@@ -41,8 +41,9 @@ from snakemake_executor_plugin_awsbatch.queues import QueueInspector
 from snakemake_executor_plugin_awsbatch.settings import ExecutorSettings
 from snakemake_executor_plugin_awsbatch.stack import read_stack_outputs
 from snakemake_executor_plugin_awsbatch.staging import Stager
-from snakemake_executor_plugin_awsbatch.staging_files import s3_storage_directories
+from snakemake_executor_plugin_awsbatch.staging_files import s3_storage_cut_keys
 from snakemake_executor_plugin_awsbatch.submission import RateLimiter, SubmitError, Submitter
+from snakemake_executor_plugin_awsbatch.transfer import make_s3_client
 
 MAX_POLL_BACKOFF = 300
 # Status rounds: each lists the run's reports in S3 (one request), so a finished job is
@@ -80,6 +81,7 @@ class Executor(RemoteExecutor):
         self.priority_fallback = self._check_queues()
         self._warned_images: set[str] = set()
         planned = self._check_planned_jobs()
+        self._check_checkpoint_names()
         self.stager = self._make_stager()
         self.submitter = Submitter(
             self.aws.submit, RateLimiter(self.config.submit_rate), warn=self.logger.warning
@@ -171,13 +173,12 @@ class Executor(RemoteExecutor):
             if plan.runtime:
                 tool_images.setdefault(plan.image, set()).add(plan.label)
                 self._check_priority_runtime(plan)
-            lost = s3_storage_directories(job)
-            if lost:
+            cut = s3_storage_cut_keys(job)
+            if cut:
                 raise ConfigError(
-                    f"Rule {plan.label}: directory() output {lost[0]} is in S3 storage, where "
-                    "snakemake-storage-plugin-s3 (up to 0.3.6) reports a directory written by "
-                    "a remote job as missing, after the job ran; run without "
-                    "--default-storage-provider (the plugin stages it) or write a file instead"
+                    f"Rule {plan.label}: {cut[0]} is in S3 storage, where "
+                    "snakemake-storage-plugin-s3 reads '#' or '?' in a key as the start of a "
+                    "URL fragment or query and would use a shorter key; rename it without them"
                 )
         if tool_images:
             listed = "; ".join(f"{i} ({', '.join(sorted(r))})" for i, r in tool_images.items())
@@ -187,6 +188,24 @@ class Executor(RemoteExecutor):
                 f"instances' {self.config.runtime_root}: {listed}"
             )
         return planned
+
+    def _check_checkpoint_names(self) -> None:
+        """A complete checkpoint's storage directory without its names here was globbed
+        empty when Snakemake built the DAG (checkpoint_names.py): write them, and ask for
+        the run again rather than run a DAG without the checkpoint's shards."""
+        dag = self.workflow.dag
+        if not any(dag.needrun_jobs()):  # also local jobs: they may read the directory
+            return
+        unnamed = checkpoint_names.unnamed(dag)
+        if not unnamed:
+            return
+        checkpoint_names.write_names(make_s3_client(), unnamed)
+        raise ConfigError(
+            f"{unnamed[0].storage_object.query} (a checkpoint's directory in S3 storage) had "
+            "no local names on this machine when Snakemake evaluated the input functions "
+            "that depend on it, so they saw it empty; its names are written now (no data "
+            "was downloaded): run the same command again"
+        )
 
     def _check_priority_runtime(self, plan: JobPlan) -> None:
         """A tool image's job reclaimed on spot moves to the priority queue only if that
@@ -216,7 +235,7 @@ class Executor(RemoteExecutor):
                 "No S3 location for the jobs' files: set --awsbatch-s3-prefix "
                 "s3://BUCKET/PREFIX (or SNAKEMAKE_AWSBATCH_S3_PREFIX, or --awsbatch-stack)"
             )
-        stager = Stager(location, self.run_id, Path.cwd(), staged)
+        stager = Stager(location, self.run_id, Path.cwd(), staged, self.config.input_cache)
         stager.check_writable()
         stager.stage_sources(self.workflow.dag.get_sources())
         mode = "staged" if staged else "storage"
@@ -261,7 +280,12 @@ class Executor(RemoteExecutor):
         # waits for before it exits: a second of every job. A job runs one rule, so no
         # limit is needed ("0s": the timer fires at once). Nor is the ILP scheduler, which
         # starts the CBC solver for every job (a binary tool-only images cannot run).
-        return "--quiet progress rules host --max-jobs-per-timespan 100/0s --scheduler greedy"
+        # In S3 storage mode its local copies stay in the scratch directory (removed with
+        # it anyway) for the runner to see a directory's empty subdirectories.
+        return (
+            "--quiet progress rules host --max-jobs-per-timespan 100/0s --scheduler greedy "
+            "--keep-storage-local-copies"
+        )
 
     # -- submission -----------------------------------------------------------------
 
@@ -364,6 +388,7 @@ class Executor(RemoteExecutor):
         for orphan in orphans.leftovers():
             self._terminate(orphan.job_id, f"left by run {orphan.run_id}, not needed any more")
         stager.cleanup(orphans.runs)
+        checkpoint_names.remove_names(self.workflow.dag)
         self.logger.info(f"AWS Batch run {self.run_id}: staging {stager.traffic.describe()}.")
 
     def _terminate(self, job_id: str, why: str) -> None:

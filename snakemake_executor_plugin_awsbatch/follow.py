@@ -21,7 +21,7 @@ from typing import Any
 import botocore.exceptions
 from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 
-from snakemake_executor_plugin_awsbatch import logs, status
+from snakemake_executor_plugin_awsbatch import checkpoint_names, logs, status
 from snakemake_executor_plugin_awsbatch.companions import Companions
 from snakemake_executor_plugin_awsbatch.config import PluginConfig
 from snakemake_executor_plugin_awsbatch.dispatch import JobState
@@ -208,8 +208,13 @@ class Follower:
         else:
             try:
                 self.stager.fetch_products(report, ("output", "log", "benchmark"))
+                checkpoint_names.write_names(
+                    self.stager.client, checkpoint_names.checkpoint_directories(job_info.job)
+                )
             except StagingError as e:
                 problem = str(e)
+            except (*AWS_ERRORS, OSError) as e:
+                problem = f"its checkpoint directory's names could not be written here: {e}"
         if problem:
             self._error(
                 job_info,

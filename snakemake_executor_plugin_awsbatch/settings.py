@@ -20,6 +20,7 @@ DEFAULT_LOG_TAIL_LINES = 40
 DEFAULT_SCRATCH_ROOT = "/scratch"
 DEFAULT_RUNTIME_ROOT = runtime.DEFAULT_ROOT
 DEFAULT_SUBMIT_RATE = 40
+DEFAULT_INPUT_CACHE = "25%"
 
 
 def _as_list(values: object) -> list[str]:
@@ -210,6 +211,16 @@ class ExecutorSettings(ExecutorSettingsBase):
             "also stages the index files that lie next to it and are not declared "
             "(genome.fa.fai, bwa's genome.fa.bwt and the like, sample.bam.bai, genome.dict; "
             "the list is in docs/staging.md), and the run's log names them.",
+        ),
+    )
+    input_cache: str = field(
+        default=DEFAULT_INPUT_CACHE,
+        metadata=_setting(
+            "How much of each instance's scratch disk the jobs may share as a cache of "
+            "large inputs (files of 1 MiB or more, by content), so that an input many jobs "
+            "read is downloaded once per instance: a size (200GiB, 500GB), a share of the "
+            "scratch file system (25%%), or 0/off. Default: 25%%.",
+            metavar="SIZE|PERCENT|off",
         ),
     )
     submit_rate: int = field(

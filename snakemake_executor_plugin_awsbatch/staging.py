@@ -34,6 +34,7 @@ from snakemake_executor_plugin_awsbatch.jobside.manifest import (
     InputEntry,
     Manifest,
     OutputEntry,
+    StorageDirectory,
 )
 from snakemake_executor_plugin_awsbatch.jobside.report import Report
 from snakemake_executor_plugin_awsbatch.transfer import (
@@ -97,8 +98,16 @@ def _mb(size: int) -> str:
 
 
 class Stager:
-    def __init__(self, location: S3Location, run_id: str, workdir: Path, staged: bool):
+    def __init__(
+        self,
+        location: S3Location,
+        run_id: str,
+        workdir: Path,
+        staged: bool,
+        input_cache: str = "off",  # the instances' input cache, for the runners (cache.py)
+    ):
         self.location = location
+        self.input_cache = input_cache
         self.run_id = run_id
         self.workdir = workdir
         # Staged: the plugin moves inputs and outputs. Otherwise Snakemake's storage does.
@@ -194,6 +203,7 @@ class Stager:
         inputs: list[InputEntry],
         products: Iterable[Product],
         record: dict[str, str],
+        directories: Sequence[StorageDirectory] = (),
     ) -> Manifest:
         """A job's manifest (nothing written yet); remembers its temp() outputs."""
         report_uri = self.job_uris(key)[1]
@@ -213,6 +223,8 @@ class Stager:
             report_uri=report_uri,
             inputs=inputs,
             outputs=outputs,
+            directories=list(directories),
+            input_cache=self.input_cache,
             record=record,
         )
 

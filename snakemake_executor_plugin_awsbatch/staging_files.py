@@ -6,12 +6,14 @@ Files in a storage provider (`storage.s3(...)`, or everything under
 
 from __future__ import annotations
 
-import functools
-import importlib.metadata
+import os
+import posixpath
 from collections.abc import Iterable
 from typing import Any
 
+from snakemake_executor_plugin_awsbatch.jobside.manifest import StorageDirectory
 from snakemake_executor_plugin_awsbatch.staging import Product
+from snakemake_executor_plugin_awsbatch.transfer import S3Uri
 
 
 def _local(files: Iterable[Any]) -> list[Any]:
@@ -29,22 +31,22 @@ def job_inputs(job: Any) -> list[str]:
 
 def storage_inputs(job: Any) -> list[tuple[str, str]]:
     """(S3 URI, local copy's path) of the job's inputs in S3 storage."""
-    found = []
-    for f in job.input:
-        if getattr(f, "is_storage", False):
-            query = str(f.storage_object.query)
-            if query.startswith("s3://"):
-                found.append((query, str(f.storage_object.local_path())))
-    return found
+    return [(q, str(f.storage_object.local_path())) for f in job.input if (q := s3_query(f))]
 
 
 def storage_outputs(job: Any) -> list[str]:
     """S3 URIs of the job's outputs in S3 storage."""
-    return [
-        str(f.storage_object.query)
-        for f in job.output
-        if getattr(f, "is_storage", False) and str(f.storage_object.query).startswith("s3://")
-    ]
+    return [q for f in job.output if (q := s3_query(f))]
+
+
+def job_copy(local: str, local_prefix: str, job_prefix: str) -> str | None:
+    """Where, relative to the job's working directory, the job's Snakemake keeps its copy
+    of a storage file kept here at `local` (--local-storage-prefix and
+    --remote-job-local-storage-prefix); None if that is not below the working directory."""
+    relative = os.path.relpath(local, local_prefix)
+    if relative.startswith(os.pardir) or posixpath.isabs(job_prefix):
+        return None
+    return posixpath.normpath(posixpath.join(job_prefix, relative))
 
 
 def job_products(job: Any) -> list[Product]:
@@ -69,30 +71,65 @@ def job_products(job: Any) -> list[Product]:
     return list(products.values())
 
 
-# snakemake-storage-plugin-s3 up to this version remembers that a directory() output did
-# not exist before the job (StorageObject.is_dir caches the answer), so when a remote job
-# has written it, Snakemake reports it missing and the run fails after the job ran.
-S3_STORAGE_LOSES_DIRECTORIES_UP_TO = (0, 3, 6)
+# snakemake-storage-plugin-s3 (0.3.6) parses a query as a URL: a key with '#' or '?' loses
+# everything from that character on (a fragment, a query string), so such a file would be
+# read from or written to another key than its name says.
+_CUT_BY_URL_PARSING = ("#", "?")
 
 
-def s3_storage_directories(job: Any) -> list[str]:
-    """The job's directory() outputs that Snakemake's S3 storage plugin would lose track of."""
-    if not _s3_storage_loses_directories():
-        return []
+def s3_storage_cut_keys(job: Any) -> list[str]:
+    """S3 storage files of the job whose key the storage plugin would cut short."""
     return [
-        str(f.storage_object.query)
-        for f in job.output
-        if getattr(f, "is_storage", False)
-        and _flag(f, "directory")
-        and str(f.storage_object.query).startswith("s3://")
+        query
+        for f in [*job.input, *job.output]
+        if (query := s3_query(f)) and any(c in query for c in _CUT_BY_URL_PARSING)
     ]
 
 
-@functools.cache  # asked once per planned job; the installed version does not change
-def _s3_storage_loses_directories() -> bool:
-    try:
-        version = importlib.metadata.version("snakemake-storage-plugin-s3")
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    numbers = tuple(int(part) for part in version.split(".")[:3] if part.isdigit())
-    return numbers <= S3_STORAGE_LOSES_DIRECTORIES_UP_TO
+def storage_directories(job: Any, local_prefix: str, job_prefix: str) -> list[StorageDirectory]:
+    """Each directory() output and directory input of the job in S3 storage: its own
+    object, where the job's Snakemake keeps its copy (jobside/directories.py).
+
+    An input counts as a directory when it is flagged so or an upstream rule makes it
+    with directory(): the flag does not travel with a plain path to a consumer.
+    """
+    found: dict[str, tuple[Any, bool]] = {}
+    for member in list(job.jobs) if job.is_group() else [job]:
+        in_s3 = [f for f in member.input if s3_query(f)]
+        if not in_s3:
+            continue
+        made_as_directory = {
+            str(f)
+            for producer in member.dag.dependencies.get(member, {})
+            for f in producer.output
+            if _flag(f, "directory")
+        }
+        for f in in_s3:
+            if _flag(f, "directory") or str(f) in made_as_directory:
+                found.setdefault(str(f), (f, False))
+    for f in job.output:
+        if s3_query(f) and _flag(f, "directory"):
+            found[str(f)] = (f, True)
+    return [
+        StorageDirectory(
+            path=job_copy(str(f.storage_object.local_path()), local_prefix, job_prefix) or "",
+            uri=directory_object(s3_query(f)),
+            output=output,
+        )
+        for f, output in found.values()
+    ]
+
+
+def directory_object(query: str) -> str:
+    """The S3 URI of a storage directory's own object: the storage plugin's bucket and key
+    (it normalizes the key's path: no double or trailing slashes)."""
+    s3 = S3Uri.parse(query)
+    return f"s3://{s3.bucket}/{posixpath.normpath(s3.key)}"
+
+
+def s3_query(f: Any) -> str:
+    """The S3 query of a file in S3 storage; "" for any other file."""
+    if not getattr(f, "is_storage", False):
+        return ""
+    query = str(f.storage_object.query)
+    return query if query.startswith("s3://") else ""

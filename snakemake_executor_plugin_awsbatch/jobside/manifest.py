@@ -15,6 +15,7 @@ from typing import Any
 
 from ..transfer.paths import checked_relpath
 from ..transfer.uri import S3Uri
+from . import cache
 
 MANIFEST_VERSION = 1
 OUTPUT_KINDS = ("output", "log", "benchmark")
@@ -86,6 +87,20 @@ class OutputEntry:
     kind: str = "output"
 
 
+@dataclass(frozen=True)
+class StorageDirectory:
+    """A `directory()` output or input of the job in Snakemake's S3 storage.
+
+    `uri` is the directory's own object (jobside/directories.py), `path` the job's
+    Snakemake's local copy of it, relative to the working directory ("" when that copy
+    is elsewhere: the object is still written, without the empty subdirectories).
+    """
+
+    path: str
+    uri: str
+    output: bool
+
+
 @dataclass
 class Manifest:
     run_id: str
@@ -95,9 +110,13 @@ class Manifest:
     inputs: list[InputEntry] = field(default_factory=list)
     outputs: list[OutputEntry] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # extra, non-secret environment
+    directories: list[StorageDirectory] = field(default_factory=list)  # in S3 storage
     # What the submitting side notes for itself (which submission, the job's identity),
     # to find the job again after a crash (adoption.py). The runner does not read it.
     record: dict[str, str] = field(default_factory=dict)
+    # The instance's input cache (jobside/cache.py), as --awsbatch-input-cache asks: "off",
+    # a size ("<bytes>B") or a share of the scratch file system ("25%").
+    input_cache: str = cache.OFF
     version: int = MANIFEST_VERSION
 
     def to_json(self, compact: bool = False) -> str:
@@ -132,6 +151,7 @@ def _parse(data: dict[str, Any]) -> Manifest:
         raise ValueError("env must map strings to strings")
     inputs = [_input(e) for e in _typed(data.get("inputs", []), list, "inputs")]
     outputs = [_output(e) for e in _typed(data.get("outputs", []), list, "outputs")]
+    directories = [_directory(e) for e in _typed(data.get("directories", []), list, "directories")]
     counts = Counter([e.path for e in inputs] + [e.path for e in outputs])
     duplicates = sorted(p for p, n in counts.items() if n > 1)
     if duplicates:
@@ -146,7 +166,9 @@ def _parse(data: dict[str, Any]) -> Manifest:
         inputs=inputs,
         outputs=outputs,
         env=env,
+        directories=directories,
         record={str(k): str(v) for k, v in record.items()},
+        input_cache=_cache_setting(data.get("input_cache", cache.OFF)),
     )
 
 
@@ -177,6 +199,26 @@ def _output(e: dict[str, Any]) -> OutputEntry:
     if entry.kind not in OUTPUT_KINDS:
         raise ValueError(f"{entry.path}: kind {entry.kind!r} is not one of {OUTPUT_KINDS}")
     return entry
+
+
+def _directory(e: dict[str, Any]) -> StorageDirectory:
+    entry = StorageDirectory(
+        path=_typed(e["path"], str, "directories.path"),
+        uri=_typed(e["uri"], str, "directories.uri"),
+        output=_typed(e["output"], bool, "directories.output"),
+    )
+    S3Uri.parse(entry.uri)
+    if entry.path:
+        checked_relpath(entry.path)
+    return entry
+
+
+def _cache_setting(value: Any) -> str:
+    try:
+        cache.parse_bound(_typed(value, str, "input_cache"))
+    except ValueError as e:
+        raise ValueError(f"input_cache {value!r} {e}") from None
+    return str(value)
 
 
 def _typed(value: Any, kind: type, name: str) -> Any:

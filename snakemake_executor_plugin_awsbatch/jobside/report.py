@@ -56,6 +56,8 @@ class Report:
     finished_at: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)  # seconds per phase
     inputs: dict[str, float] = field(default_factory=dict)  # files, bytes, seconds
+    # What the instance's input cache did: hits, misses, bytes of each (jobside/fetch.py).
+    input_cache: dict[str, int] = field(default_factory=dict)
     written: list[WrittenFile] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # declared paths the command did not create
     version: int = REPORT_VERSION

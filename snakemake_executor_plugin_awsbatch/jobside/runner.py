@@ -23,19 +23,20 @@ from ..transfer import (
     S3Client,
     S3Uri,
     TransferFailedError,
-    download_files,
     make_s3_client,
     upload_files,
 )
 from ..transfer.client import RUNNER_AGENT
-from . import in_job
+from . import directories, in_job
+from .cache import open_cache
 from .command import Command
+from .fetch import fetch_inputs
 from .log import Phases, log, process_age
 from .manifest import Manifest, ManifestError, record_range
 from .report import FAILED, SUCCEEDED, TERMINATED, Report
 from .scratch import Scratch, sweep_orphans
 from .signals import Interrupted, SignalGuard
-from .stage import input_items, plan_outputs, written_files
+from .stage import plan_outputs, written_files
 
 EXIT_INTERNAL = 1
 EXIT_SETUP = 2  # unreadable manifest, unusable scratch root
@@ -192,11 +193,15 @@ class Runner:
     ) -> None:
         with self.phases.timed("download"):
             try:
-                fetched = download_files(input_items(manifest, scratch.workdir), client=client)
+                # Large inputs come through the instance's cache, shared by its jobs.
+                cache = open_cache(self.root, manifest.input_cache)
+                fetched = fetch_inputs(client, manifest, scratch.workdir, cache)
             except TransferFailedError as e:
                 _fail(report, FAILED, EXIT_INPUTS, f"inputs: {e}; the command was not run")
                 return
         report.inputs = {"files": fetched.files, "bytes": fetched.bytes}
+        report.input_cache = fetched.cache.to_dict()
+        log(fetched.cache.summary())
         env = {
             **os.environ,
             **manifest.env,
@@ -205,6 +210,8 @@ class Runner:
             "AWSBATCH_SCRATCH_DIR": str(scratch.path),
             in_job.MARKER: "1",
         }
+        if not self._prepare_directories(client, manifest, scratch, report):
+            return
         log("command: starting")
         with self.phases.timed("command"):
             code = self.command.run(manifest.command, scratch.workdir, env)
@@ -235,8 +242,36 @@ class Runner:
             _fail(report, FAILED, EXIT_OUTPUTS, f"the command did not create: {missing}")
         elif upload_error:
             _fail(report, FAILED, EXIT_OUTPUTS, f"outputs: {upload_error}")
-        else:
+        elif self._mark_directories(client, manifest, scratch, report):
             report.status, report.exit_code = SUCCEEDED, 0
+
+    def _prepare_directories(
+        self, client: S3Client, manifest: Manifest, scratch: Scratch, report: Report
+    ) -> bool:
+        """S3-storage directories: inputs' empty subdirectories made, outputs' own objects
+        deleted until the command has succeeded (jobside/directories.py)."""
+        if not manifest.directories:
+            return True
+        try:
+            made = directories.restore(client, manifest.directories, scratch.workdir)
+            directories.forget(client, manifest.directories)
+        except (ClientError, BotoCoreError) as e:
+            _fail(report, FAILED, EXIT_INPUTS, f"storage directories: {e}; the command was not run")
+            return False
+        if made:
+            log(f"made {made} empty subdirectories of storage directory inputs")
+        return True
+
+    def _mark_directories(
+        self, client: S3Client, manifest: Manifest, scratch: Scratch, report: Report
+    ) -> bool:
+        try:
+            for uri in directories.mark(client, manifest.directories, scratch.workdir):
+                log(f"directory {uri} complete")
+        except (ClientError, BotoCoreError) as e:
+            _fail(report, FAILED, EXIT_OUTPUTS, f"storage directories: {e}")
+            return False
+        return True
 
 
 def _fail(report: Report, status: str, exit_code: int, error: str) -> None:

@@ -72,6 +72,7 @@ class Scratch:
 def scratch_name(job_id: str | None, attempt: str | None) -> str:
     """`<Batch job id>-a<attempt>-<random hex>`; outside Batch, the pid stands in."""
     job = re.sub(r"[^A-Za-z0-9._-]", "-", job_id or f"local{os.getpid()}")
+    job = re.sub(r"^\.", "-", job)  # dot names are the instance's own (the input cache)
     tries = re.sub(r"[^0-9]", "", attempt or "") or "0"
     return f"{job}-a{tries}-{secrets.token_hex(6)}"
 
@@ -80,10 +81,12 @@ def sweep_orphans(root: Path) -> list[Path]:
     """Remove scratch directories of runners that died without cleaning up; return them.
 
     Runners starting together sweep together: each holds an orphan's lock while it removes
-    the directory, so only one of them does it, and a failure here never fails a job."""
+    the directory, so only one of them does it, and a failure here never fails a job.
+    Names starting with a dot are never a job's: the instance's input cache
+    (`.awsbatch-cache`, jobside/cache.py) outlives the jobs that fill it."""
     removed: list[Path] = []
     try:
-        locks = list(root.glob("*" + LOCK_SUFFIX))
+        locks = [p for p in root.glob("*" + LOCK_SUFFIX) if not p.name.startswith(".")]
     except OSError:
         return removed
     for lock_path in locks:

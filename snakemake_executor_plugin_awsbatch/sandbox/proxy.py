@@ -384,7 +384,8 @@ class _Verdict:
 
 
 _FORWARD = _Verdict("forward")
-_KINDS = ("calls", "forwarded", "faults", "throttled")
+# bytes_up, bytes_down: request and response bodies of forwarded calls (benchmarks).
+_KINDS = ("calls", "forwarded", "faults", "throttled", "bytes_up", "bytes_down")
 
 
 class Proxy:
@@ -533,6 +534,11 @@ class Proxy:
         with self._lock:
             self._counts["forwarded"][call.key] += 1
 
+    def _count_bytes(self, call: Call, up: int, down: int) -> None:
+        with self._lock:
+            self._counts["bytes_up"][call.key] += up
+            self._counts["bytes_down"][call.key] += down
+
     def _track(self, client: socket.socket, live: bool) -> None:
         with self._lock:
             if live:
@@ -636,6 +642,7 @@ class _Handler(BaseHTTPRequestHandler):
             assert verdict.error is not None
             self._error(call, verdict.error)
             return
+        up = len(body) if isinstance(body, bytes) else body.remaining
         try:
             response = self._forward(target, body)
         except _UpstreamDown as err:
@@ -650,7 +657,7 @@ class _Handler(BaseHTTPRequestHandler):
                 assert verdict.error is not None
                 self._error(call, verdict.error)
             else:
-                self._relay(response)
+                self.proxy._count_bytes(call, up, self._relay(response))
         finally:
             response.close()
 
@@ -745,7 +752,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _UpstreamDown(str(err) or type(err).__name__) from err
         raise AssertionError("unreachable")
 
-    def _relay(self, response: http.client.HTTPResponse) -> None:
+    def _relay(self, response: http.client.HTTPResponse) -> int:
+        """Send moto's answer on; returns the size of its body."""
         dropped = {
             token.strip().lower() for token in (response.getheader("Connection") or "").split(",")
         }
@@ -764,17 +772,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if no_body:
             response.read()
-            return
+            return 0
         # Streamed: a GetObject of hundreds of MiB is never held whole.
         buffer = memoryview(bytearray(CHUNK))
+        sent = 0
         while n := response.readinto(buffer):
             if chunked:
                 self.wfile.write(b"%x\r\n" % n)
             self.wfile.write(buffer[:n])
             if chunked:
                 self.wfile.write(b"\r\n")
+            sent += n
         if chunked:
             self.wfile.write(b"0\r\n\r\n")
+        return sent
 
     def _error(self, call: Call, error: _Error) -> None:
         headers, body = render_error(call, error)

@@ -74,6 +74,19 @@ def download_files(
     return TransferStats(results, time.monotonic() - start)
 
 
+def read_listing(client: S3Client, base: S3Uri, dest: Path) -> bytes:
+    """The raw listing object of the directory at `base` (its digest not yet checked)."""
+    s3 = base.child(LISTING_NAME)
+    try:
+        return bytes(client.get_object(Bucket=s3.bucket, Key=s3.key)["Body"].read())
+    except ClientError as e:
+        if objects.is_not_found(e):
+            raise MissingObjectError(
+                f"{dest}: {base} is not a complete directory (no {LISTING_NAME})"
+            ) from None
+        raise TransferError(f"{dest}: cannot read {s3}: {e}") from e
+
+
 @dataclass
 class _Plan:
     """One item broken into the files to download."""
@@ -105,16 +118,7 @@ class _Downloader:
         plan.listing_started = time.monotonic()
         base = S3Uri.parse(plan.item.uri)
         dest = Path(plan.item.path)
-        s3 = base.child(LISTING_NAME)
-        try:
-            resp = self.client.get_object(Bucket=s3.bucket, Key=s3.key)
-        except ClientError as e:
-            if objects.is_not_found(e):
-                raise MissingObjectError(
-                    f"{dest}: {base} is not a complete directory (no {LISTING_NAME})"
-                ) from None
-            raise TransferError(f"{dest}: cannot read {s3}: {e}") from e
-        raw = resp["Body"].read()
+        raw = read_listing(self.client, base, dest)
         plan.listing_sha256 = sha256_bytes(raw)
         _verify(dest, base, plan.listing_sha256, plan.item.sha256, len(raw), len(raw))
         plan.listing = Listing.from_bytes(raw)

@@ -60,8 +60,8 @@ CASES = {
     ),
     "no region": Case("No AWS region", env=NO_REGION),
     "no credentials": Case("No AWS credentials", env=NO_CREDENTIALS),
-    "directory in s3 storage": Case(
-        "Rule hello: directory() output s3://", output='directory("hello.txt")', storage=True
+    "'#' in an s3 storage key": Case(
+        "reads '#' or '?' in a key", output='"hello #1.txt"', storage=True
     ),
 }
 

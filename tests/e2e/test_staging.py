@@ -164,8 +164,8 @@ def test_rerun_uploads_nothing(staged: StagedRun, local_run: Path) -> None:
 
 
 # Snakemake's S3 storage plugin (0.3.6) cannot handle '#' in a key (it reads it as a URL
-# fragment), nor see a directory() output a remote job wrote (docs/staging.md): storage
-# mode is compared on the outputs that need neither.
+# fragment; the plugin refuses such a run: docs/staging.md): storage mode is compared on
+# the outputs without one. Directories: tests/e2e/test_storage_directories.py.
 STORAGE_TARGETS = (
     "results/payload.txt",
     "results/retried.txt",

@@ -204,6 +204,11 @@ def test_counts_every_call_by_operation(start_proxy, bucket, moto_url) -> None:
     assert stats["faults"] == {} and stats["throttled"] == {}
     assert set(stats["first"]) == set(stats["last"]) == set(expected)
     assert all(before <= stats["first"][k] <= stats["last"][k] <= time.time() for k in expected)
+    # Bodies counted both ways: what went up to S3 and what came back.
+    assert stats["bytes_up"]["s3:PutObject"] == len(b"hello")
+    assert stats["bytes_up"]["s3:UploadPart"] == 5 * MiB + 1
+    assert stats["bytes_down"]["s3:GetObject"] == len(b"hello")
+    assert stats["bytes_down"].get("s3:HeadObject", 0) == 0
     json.dumps(stats)
     # The multipart upload really happened, in moto.
     head = client("s3", moto_url).head_object(Bucket=bucket, Key="multi")

@@ -200,7 +200,7 @@ def make_executor(
     executor = Executor.__new__(Executor)
     executor.workflow = SimpleNamespace(
         executor_settings=settings or ExecutorSettings(image=IMAGE, s3_prefix=PREFIX),
-        dag=SimpleNamespace(needrun_jobs=lambda: list(jobs), get_sources=lambda: []),
+        dag=SimpleNamespace(needrun_jobs=lambda: list(jobs), jobs=jobs, get_sources=lambda: []),
         remote_execution_settings=SimpleNamespace(seconds_between_status_checks=0),
         storage_settings=SimpleNamespace(
             default_storage_provider=None,

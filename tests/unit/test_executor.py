@@ -73,6 +73,7 @@ def test_per_job_values_travel_in_overrides(account: BatchAccount) -> None:
     bucket, key = manifest_uri.removeprefix("s3://").split("/", 1)
     manifest = json.loads(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
     assert manifest["command"] == "python -m snakemake --target-jobs 'call:'"
+    assert manifest["input_cache"] == "25%"  # --awsbatch-input-cache's default
     assert manifest_uri.startswith(f"{PREFIX}/_awsbatch/runs/{executor.run_id}/")
     assert {"name": "MY_SETTING", "value": "x"} in overrides["environment"]
     assert {r["type"]: r["value"] for r in overrides["resourceRequirements"]} == {
