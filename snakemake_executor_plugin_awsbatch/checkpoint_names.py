@@ -28,19 +28,23 @@ from pathlib import Path
 from typing import Any
 
 from snakemake_executor_plugin_awsbatch.jobside import directories
-from snakemake_executor_plugin_awsbatch.staging_files import directory_object, s3_query
+from snakemake_executor_plugin_awsbatch.staging_files import (
+    directory_object,
+    flagged,
+    members,
+    s3_query,
+)
 from snakemake_executor_plugin_awsbatch.transfer import S3Client, S3Uri
 
 
 def checkpoint_directories(job: Any) -> list[Any]:
     """The directory() outputs in S3 storage of the checkpoints in this (group) job."""
-    members = list(job.jobs) if job.is_group() else [job]
     return [
         f
-        for member in members
+        for member in members(job)
         if getattr(member, "is_checkpoint", False)
         for f in member.output
-        if s3_query(f) and getattr(f, "flags", {}).get("directory")
+        if s3_query(f) and flagged(f, "directory")
     ]
 
 
@@ -74,11 +78,7 @@ def _write(client: S3Client, f: Any) -> int:
             (fresh / name).parent.mkdir(parents=True, exist_ok=True)
             (fresh / name).touch()
         fresh.mkdir(parents=True, exist_ok=True)
-        for folder, _, names in os.walk(fresh):
-            for name in names:
-                os.utime(os.path.join(folder, name), (0, 0))
-        for folder, _, _ in sorted(os.walk(fresh), key=lambda w: -w[0].count(os.sep)):
-            os.utime(folder, (0, 0))
+        directories.date_1970(fresh)
         if top.is_dir() and not top.is_symlink():
             shutil.rmtree(top)
         elif os.path.lexists(top):

@@ -20,7 +20,12 @@ def _local(files: Iterable[Any]) -> list[Any]:
     return [f for f in files if not getattr(f, "is_storage", False)]
 
 
-def _flag(f: Any, name: str) -> bool:
+def members(job: Any) -> list[Any]:
+    """The Snakemake jobs of a group job, or the job itself."""
+    return list(job.jobs) if job.is_group() else [job]
+
+
+def flagged(f: Any, name: str) -> bool:
     return bool(getattr(f, "flags", {}).get(name))
 
 
@@ -55,14 +60,15 @@ def job_products(job: Any) -> list[Product]:
     For a group job: the outputs of every member job, except temp() files that another
     member consumes (Snakemake deletes those inside the job).
     """
-    members = list(job.jobs) if job.is_group() else [job]
-    consumed = {str(f) for m in members for f in m.input}
+    consumed = {str(f) for m in members(job) for f in m.input}
     products: dict[str, Product] = {}
-    for member in members:
+    for member in members(job):
         for f in _local(member.output):
-            if _flag(f, "temp") and str(f) in consumed:
+            if flagged(f, "temp") and str(f) in consumed:
                 continue
-            products[str(f)] = Product(str(f), _flag(f, "directory"), "output", _flag(f, "temp"))
+            products[str(f)] = Product(
+                str(f), flagged(f, "directory"), "output", flagged(f, "temp")
+            )
         for f in _local(member.log):
             products[str(f)] = Product(str(f), False, "log")
         benchmark = getattr(member, "benchmark", None)  # one file or None
@@ -94,7 +100,7 @@ def storage_directories(job: Any, local_prefix: str, job_prefix: str) -> list[St
     with directory(): the flag does not travel with a plain path to a consumer.
     """
     found: dict[str, tuple[Any, bool]] = {}
-    for member in list(job.jobs) if job.is_group() else [job]:
+    for member in members(job):
         in_s3 = [f for f in member.input if s3_query(f)]
         if not in_s3:
             continue
@@ -102,13 +108,13 @@ def storage_directories(job: Any, local_prefix: str, job_prefix: str) -> list[St
             str(f)
             for producer in member.dag.dependencies.get(member, {})
             for f in producer.output
-            if _flag(f, "directory")
+            if flagged(f, "directory")
         }
         for f in in_s3:
-            if _flag(f, "directory") or str(f) in made_as_directory:
+            if flagged(f, "directory") or str(f) in made_as_directory:
                 found.setdefault(str(f), (f, False))
     for f in job.output:
-        if s3_query(f) and _flag(f, "directory"):
+        if s3_query(f) and flagged(f, "directory"):
             found[str(f)] = (f, True)
     return [
         StorageDirectory(

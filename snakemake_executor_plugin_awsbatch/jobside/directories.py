@@ -77,9 +77,18 @@ def restore(client: S3Client, directories: list[StorageDirectory], workdir: Path
         for name in empty:
             (top / name).mkdir(parents=True, exist_ok=True)
             made += 1
-        for folder in sorted({top, *(top / n for n in empty)}, key=lambda p: -len(p.parts)):
-            os.utime(folder, (0, 0))
+        date_1970(top)
     return made
+
+
+def date_1970(top: Path) -> None:
+    """Date a tree of names made here 1970: older than anything in S3, so Snakemake takes
+    it for a stale copy and fetches the real files into it. Deepest first: dating an entry
+    does not touch its parent's time, but making it did."""
+    for folder, _, names in sorted(os.walk(top), key=lambda w: -w[0].count(os.sep)):
+        for name in names:
+            os.utime(os.path.join(folder, name), (0, 0))
+        os.utime(folder, (0, 0))
 
 
 def _empty(workdir: Path, path: str) -> list[str]:
