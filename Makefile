@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # Debian packages the sandbox and the example pipeline need.
-APT_PACKAGES := podman runc debootstrap bwa samtools bcftools busybox-static
+APT_PACKAGES := podman runc debootstrap iptables iproute2 bwa samtools bcftools busybox-static
 
 # The sandbox (moto + podman): `make demo` runs a pipeline from workflows/ on it.
 SANDBOX := $(BIN)/python -m snakemake_executor_plugin_awsbatch.sandbox

@@ -16,6 +16,7 @@ from snakemake_executor_plugin_awsbatch.errors import ConfigError
 from snakemake_executor_plugin_awsbatch.jobside.cache import OFF, parse_bound
 from snakemake_executor_plugin_awsbatch.settings import (
     DEFAULT_INPUT_CACHE,
+    DEFAULT_NODE_JOIN_TIMEOUT,
     DEFAULT_RUNTIME_ROOT,
     DEFAULT_SCRATCH_ROOT,
     ExecutorSettings,
@@ -71,6 +72,8 @@ class PluginConfig:
     no_index_files: bool = False
     submit_rate: int = 40
     input_cache: str = DEFAULT_INPUT_CACHE  # canonical: "off", "<bytes>B" or "<p>%"
+    multinode_queue: str | None = None
+    node_join_timeout: int = DEFAULT_NODE_JOIN_TIMEOUT
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -197,6 +200,8 @@ def load_config(settings: ExecutorSettings | None) -> PluginConfig:
         no_index_files=bool(s.no_index_files),
         submit_rate=_bounded("submit-rate", s.submit_rate, 1, 50),
         input_cache=parse_input_cache(s.input_cache),
+        multinode_queue=_optional(s.multinode_queue),
+        node_join_timeout=_bounded("node-join-timeout", s.node_join_timeout, 10, 86400),
     )
 
 

@@ -19,12 +19,13 @@ from typing import Any
 
 from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 
-from snakemake_executor_plugin_awsbatch import arrays, runtime, status
+from snakemake_executor_plugin_awsbatch import arrays, multinode, runtime, status
 from snakemake_executor_plugin_awsbatch.adoption import Orphan, Orphans, fingerprint, identity
 from snakemake_executor_plugin_awsbatch.companions import Companions, StorageCompanions
 from snakemake_executor_plugin_awsbatch.jobside.manifest import (
     InputEntry,
     Manifest,
+    NodeGroup,
     StorageDirectory,
     pack,
 )
@@ -118,6 +119,7 @@ class Dispatcher:
         spot_retries: int,
         scratch_root: str,
         max_array_size: int,
+        node_join_timeout: int,
         terminate: Callable[[str, str], None],
         log: Callable[[str], None],
         console_url: Callable[[str], str],
@@ -135,6 +137,7 @@ class Dispatcher:
         self.spot_retries = spot_retries
         self.scratch_root = scratch_root
         self.max_array_size = max_array_size
+        self.node_join_timeout = node_join_timeout
         self.terminate = terminate
         self.log = log
         self.console_url = console_url
@@ -240,6 +243,8 @@ class Dispatcher:
 
     @staticmethod
     def _array_key(item: _Item) -> tuple[Any, ...]:
+        if item.plan.nodes > 1:
+            return (id(item),)  # Batch has no multi-node arrays: each goes alone
         return (item.plan, item.tags)
 
     def _submission(self, members: list[_Item], suffix: str = "") -> _Submission:
@@ -268,6 +273,7 @@ class Dispatcher:
                     "index": str(index) if len(members) > 1 else "",
                 },
                 item.directories,
+                self._node_group(item.plan),
             )
             for index, (key, item) in enumerate(zip(keys, members, strict=True))
         ]
@@ -276,6 +282,17 @@ class Dispatcher:
             return _Submission(name, members, manifests, self.stager.pack_uri(name), body, width)
         uri = self.stager.job_uris(keys[0])[0]
         return _Submission(name, members, manifests, uri, manifests[0].to_json().encode(), None)
+
+    def _node_group(self, plan: JobPlan) -> NodeGroup | None:
+        if plan.nodes == 1:
+            return None
+        return multinode.node_group(
+            plan.nodes,
+            plan.resources.vcpus,
+            self.node_join_timeout,
+            sources=len(self.stager.sources),  # each job's inputs begin with them
+            all_inputs=plan.all_node_inputs,
+        )
 
     def _send(self, submission: _Submission) -> str:
         first = submission.members[0]
@@ -294,6 +311,7 @@ class Dispatcher:
             spot_retries=self.spot_retries,
             tags={**self.tags, "snakemake-run": self.run_id, "snakemake-rule": first.tags},
             array_size=len(submission.members) if submission.is_array else None,
+            nodes=first.plan.nodes,
         )
         return self.submitter.submit(request)
 
@@ -310,10 +328,12 @@ class Dispatcher:
             )
         else:
             ids = [job_id]
+            nodes = f"{plan.nodes} nodes of " if plan.nodes > 1 else ""
+            kind = "multi-node parallel job" if plan.nodes > 1 else "job"
             self.log(
                 f"Submitted rule {plan.label} (Snakemake job {submission.members[0].job.jobid}) "
-                f"as Batch job {job_id} on queue {plan.queue} [{plan.resources.describe()}]: "
-                f"{self.console_url(job_id)}"
+                f"as Batch {kind} {job_id} on queue {plan.queue} "
+                f"[{nodes}{plan.resources.describe()}]: {self.console_url(job_id)}"
             )
         shared = None
         if submission.is_array:

@@ -116,6 +116,7 @@ class Executor(RemoteExecutor):
             spot_retries=self.config.spot_retries,
             scratch_root=self.config.scratch_root,
             max_array_size=1 if self.config.no_arrays else arrays.MAX_SIZE,
+            node_join_timeout=self.config.node_join_timeout,
             terminate=self._terminate,
             log=self.logger.info,
             console_url=self.aws.console_job_url,
@@ -311,6 +312,7 @@ class Executor(RemoteExecutor):
             not self.priority_fallback
             or state.moved_to_priority
             or state.plan.queue == self.config.priority_queue
+            or state.plan.nodes > 1  # on-demand only: never reclaimed
         ):
             return None
         try:

@@ -21,7 +21,7 @@ from typing import Any
 import botocore.exceptions
 from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 
-from snakemake_executor_plugin_awsbatch import checkpoint_names, logs, status
+from snakemake_executor_plugin_awsbatch import checkpoint_names, logs, multinode, status
 from snakemake_executor_plugin_awsbatch.companions import Companions
 from snakemake_executor_plugin_awsbatch.config import PluginConfig
 from snakemake_executor_plugin_awsbatch.dispatch import JobState
@@ -258,7 +258,7 @@ class Follower:
         self, state: JobState, detail: dict[str, Any]
     ) -> tuple[str, list[str], list[str]]:
         """(the tail for the message, the log's lines, the saved log's path)."""
-        stream = status.log_stream(detail)
+        stream = status.log_stream(detail) or self._main_node_stream(detail)
         if not stream:
             return "\nIt has no log stream (it never started).", [], []
         group = self.config.log_group
@@ -274,6 +274,17 @@ class Follower:
             + f"Whole log: {path}"
         )
         return text, logs.printed(lines), [str(path)]
+
+    def _main_node_stream(self, detail: dict[str, Any]) -> str | None:
+        """A multi-node job's log is its main node's: one more DescribeJobs, on failure only."""
+        main = multinode.main_node_job_id(detail)
+        if main is None:
+            return None
+        try:
+            found = self.aws.batch.describe_jobs(jobs=[main]).get("jobs", [])
+        except AWS_ERRORS:
+            return None
+        return status.log_stream(found[0]) if found else None
 
     # -- after the round ---------------------------------------------------------------
 

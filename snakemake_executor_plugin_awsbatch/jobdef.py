@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from snakemake_executor_plugin_awsbatch import runtime
+from snakemake_executor_plugin_awsbatch import multinode, runtime
 from snakemake_executor_plugin_awsbatch.config import EfsMount
 
 NAME_PREFIX = "snakemake-awsbatch-"
@@ -34,6 +34,7 @@ class ContainerShape:
     scratch_root: str
     # A tool image's: where the instance keeps the job runtimes (mounted read-only).
     runtime_root: str | None = None
+    nodes: int = 1  # more: a multi-node parallel job's definition, every node alike
 
 
 def job_definition_request(shape: ContainerShape) -> dict[str, Any]:
@@ -95,6 +96,8 @@ def job_definition_request(shape: ContainerShape) -> dict[str, Any]:
         "platformCapabilities": ["FARGATE" if shape.fargate else "EC2"],
         "propagateTags": True,
     }
+    if shape.nodes > 1:
+        request = multinode.job_definition(request, shape.nodes)
     digest = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
     request["jobDefinitionName"] = NAME_PREFIX + digest[:32]
     return request

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from snakemake_executor_plugin_awsbatch import images
+from snakemake_executor_plugin_awsbatch import images, multinode
 from snakemake_executor_plugin_awsbatch.config import PluginConfig
 from snakemake_executor_plugin_awsbatch.errors import ConfigError
 from snakemake_executor_plugin_awsbatch.jobdef import ContainerShape, JobDefinitions
-from snakemake_executor_plugin_awsbatch.queues import QueueInspector, route
+from snakemake_executor_plugin_awsbatch.queues import QUEUE_RESOURCE, QueueInspector, route
 from snakemake_executor_plugin_awsbatch.resources import JobResources, fit_fargate, job_resources
 
 
@@ -21,6 +21,8 @@ class JobPlan:
     image: str
     job_definition: str
     runtime: str | None = None  # a tool image's: the key of the job runtime it runs with
+    nodes: int = 1  # more: a multi-node parallel job (multinode.py)
+    all_node_inputs: bool = False  # its inputs on every node, not only the main one
 
 
 class Planner:
@@ -39,6 +41,11 @@ class Planner:
         self.runtime_key = runtime_key
 
     def queue_of(self, job: Any) -> str:
+        nodes = multinode.node_count(_label(job), job.resources)
+        if nodes > 1 and not job.resources.get(QUEUE_RESOURCE):
+            if not self.config.multinode_queue:
+                raise multinode.no_queue(_label(job), nodes)
+            return self.config.multinode_queue
         return route(
             job.rules,
             job.resources,
@@ -49,9 +56,13 @@ class Planner:
 
     def plan(self, job: Any, queue: str | None = None) -> JobPlan:
         """The job's plan; raises ConfigError when it cannot run where it is sent."""
-        label = job.name if job.is_group() else job.rule.name
+        label = _label(job)
+        nodes = multinode.node_count(label, job.resources)
         queue = queue or self.queue_of(job)
         info = self.queues.get(queue)
+        if nodes > 1:
+            multinode.check_queue(label, nodes, info)
+        all_node_inputs = multinode.all_node_inputs(label, job.resources)
         wanted = job_resources(label, job.resources, job.threads, self.config.default_mem_mb)
         resources = fit_fargate(label, wanted) if info.fargate else wanted
         if info.fargate and not self.config.execution_role:
@@ -73,6 +84,7 @@ class Planner:
             efs=self.config.efs,
             scratch_root=self.config.scratch_root,
             runtime_root=self.config.runtime_root if image.tool else None,
+            nodes=nodes,
         )
         return JobPlan(
             label,
@@ -81,9 +93,16 @@ class Planner:
             image.reference,
             self.job_definitions.resolve(shape),
             self.runtime_key if image.tool else None,
+            nodes,
+            all_node_inputs and nodes > 1,
         )
 
     def plan_runtime(self, plan: JobPlan, queue: str) -> None:
         """ConfigError unless `queue` can give the planned tool-image job its runtime."""
         if plan.runtime:
             self.queues.check_runtime(plan.label, queue, plan.image, plan.runtime)
+
+
+def _label(job: Any) -> str:
+    """The rule's name, or the group job's name."""
+    return str(job.name if job.is_group() else job.rule.name)

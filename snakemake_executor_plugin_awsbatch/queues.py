@@ -52,6 +52,9 @@ class Environment:
     # The job runtimes its instances install (the EC2 tag runtime.RUNTIMES_TAG, on the
     # instances or on the environment itself).
     runtimes: frozenset[str]
+    # computeResources.type: EC2, SPOT, FARGATE or FARGATE_SPOT; UNMANAGED for an
+    # unmanaged environment (which has no computeResources).
+    kind: str = "EC2"
 
 
 @dataclass(frozen=True)
@@ -201,7 +204,8 @@ def _environment(env: Mapping[str, Any]) -> Environment:
     }
     keys = frozenset(str(tags.get(runtime.RUNTIMES_TAG, "")).split())
     name = env.get("computeEnvironmentName") or env.get("computeEnvironmentArn", "?")
-    return Environment(name, keys)
+    kind = str((env.get("computeResources") or {}).get("type") or "UNMANAGED")
+    return Environment(name, keys, kind)
 
 
 def _gpus(instance_type: Mapping[str, Any]) -> int:

@@ -21,6 +21,7 @@ DEFAULT_SCRATCH_ROOT = "/scratch"
 DEFAULT_RUNTIME_ROOT = runtime.DEFAULT_ROOT
 DEFAULT_SUBMIT_RATE = 40
 DEFAULT_INPUT_CACHE = "25%"
+DEFAULT_NODE_JOIN_TIMEOUT = 600
 
 
 def _as_list(values: object) -> list[str]:
@@ -59,6 +60,24 @@ class ExecutorSettings(ExecutorSettingsBase):
             "attempts were all reclaimed; normally on-demand first, then spot. "
             "Default: priority.",
             metavar="QUEUE",
+        ),
+    )
+    multinode_queue: Optional[str] = field(
+        default=None,
+        metadata=_setting(
+            "Batch job queue (name or ARN) for rules with resources: awsbatch_nodes=N "
+            "(N >= 2), which run as multi-node parallel jobs; its compute environments must "
+            "be EC2 on-demand (docs/multinode.md). Default: the stack's "
+            "MultiNodeJobQueueName with --awsbatch-stack, else none (such rules are refused).",
+            metavar="QUEUE",
+        ),
+    )
+    node_join_timeout: int = field(
+        default=DEFAULT_NODE_JOIN_TIMEOUT,
+        metadata=_setting(
+            "Seconds the main node of a multi-node job waits for the other nodes to join "
+            "before the job fails naming the missing ones. Default: 600.",
+            metavar="SECONDS",
         ),
     )
     region: Optional[str] = field(

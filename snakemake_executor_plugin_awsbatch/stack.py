@@ -27,9 +27,11 @@ OUTPUT_KEYS: dict[str, str] = {
     "execution_role_arn": "ExecutionRoleArn",
     "log_group": "LogGroupName",
     "runtime_root": "RuntimeRoot",
+    "multinode_queue": "MultiNodeJobQueueName",
 }
 # A stack deployed before tool-only images (docs/tool-images.md) has no RuntimeRoot.
-OPTIONAL_FIELDS = frozenset({"execution_role_arn", "runtime_root"})
+# Nor has one deployed without CreateMultiNodeEnvironment a MultiNodeJobQueueName.
+OPTIONAL_FIELDS = frozenset({"execution_role_arn", "runtime_root", "multinode_queue"})
 # Statuses in which the stack's outputs describe resources that exist.
 _USABLE_STATUSES = frozenset(
     {
@@ -62,6 +64,7 @@ class StackOutputs:
     log_group: str
     execution_role_arn: str | None = None
     runtime_root: str | None = None
+    multinode_queue: str | None = None
 
     def settings(self) -> dict[str, str]:
         """Setting name (ExecutorSettings field) -> value, for the settings the stack supplies."""
@@ -76,6 +79,8 @@ class StackOutputs:
             values["execution_role"] = self.execution_role_arn
         if self.runtime_root:
             values["runtime_root"] = self.runtime_root
+        if self.multinode_queue:
+            values["multinode_queue"] = self.multinode_queue
         return values
 
 
@@ -128,4 +133,5 @@ def read_stack_outputs(cfn_client: CloudFormationClient, stack_name: str) -> Sta
         log_group=str(values["log_group"]),
         execution_role_arn=values["execution_role_arn"],
         runtime_root=values["runtime_root"],
+        multinode_queue=values["multinode_queue"],
     )

@@ -33,6 +33,7 @@ from snakemake_executor_plugin_awsbatch.jobside.manifest import (
     PACK_NAME,
     InputEntry,
     Manifest,
+    NodeGroup,
     OutputEntry,
     StorageDirectory,
 )
@@ -204,6 +205,7 @@ class Stager:
         products: Iterable[Product],
         record: dict[str, str],
         directories: Sequence[StorageDirectory] = (),
+        nodes: NodeGroup | None = None,
     ) -> Manifest:
         """A job's manifest (nothing written yet); remembers its temp() outputs."""
         report_uri = self.job_uris(key)[1]
@@ -226,6 +228,7 @@ class Stager:
             directories=list(directories),
             input_cache=self.input_cache,
             record=record,
+            nodes=nodes,
         )
 
     def pack_uri(self, array_name: str) -> str:

@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from snakemake_executor_plugin_awsbatch import multinode
 from snakemake_executor_plugin_awsbatch.resources import JobResources
 
 MAX_JOB_NAME = 128
@@ -51,6 +52,7 @@ def submit_request(
     spot_retries: int,
     tags: Mapping[str, str],
     array_size: int | None = None,
+    nodes: int = 1,
 ) -> dict[str, Any]:
     request: dict[str, Any] = {
         "jobName": name,
@@ -69,4 +71,6 @@ def submit_request(
         request["arrayProperties"] = {"size": array_size}
     if resources.timeout_seconds:
         request["timeout"] = {"attemptDurationSeconds": resources.timeout_seconds}
+    if nodes > 1:
+        return multinode.submit_request(request)
     return request

@@ -101,6 +101,24 @@ class StorageDirectory:
     output: bool
 
 
+@dataclass(frozen=True)
+class NodeGroup:
+    """A multi-node parallel job's nodes (jobside/nodes.py).
+
+    `slots`: MPI processes per node (the rule's threads); `secret`: random per job, with
+    which the nodes prove they belong to it; `join_seconds`: how long the main node waits
+    for the others. The workers fetch the first `sources` inputs (the workflow's sources),
+    or every input when `all_inputs`.
+    """
+
+    count: int
+    slots: int
+    secret: str
+    join_seconds: int
+    sources: int = 0
+    all_inputs: bool = False
+
+
 @dataclass
 class Manifest:
     run_id: str
@@ -117,6 +135,7 @@ class Manifest:
     # The instance's input cache (jobside/cache.py), as --awsbatch-input-cache asks: "off",
     # a size ("<bytes>B") or a share of the scratch file system ("25%").
     input_cache: str = cache.OFF
+    nodes: NodeGroup | None = None  # a multi-node parallel job's
     version: int = MANIFEST_VERSION
 
     def to_json(self, compact: bool = False) -> str:
@@ -169,6 +188,7 @@ def _parse(data: dict[str, Any]) -> Manifest:
         directories=directories,
         record={str(k): str(v) for k, v in record.items()},
         input_cache=_cache_setting(data.get("input_cache", cache.OFF)),
+        nodes=_nodes(data["nodes"]) if data.get("nodes") is not None else None,
     )
 
 
@@ -211,6 +231,20 @@ def _directory(e: dict[str, Any]) -> StorageDirectory:
     if entry.path:
         checked_relpath(entry.path)
     return entry
+
+
+def _nodes(e: dict[str, Any]) -> NodeGroup:
+    group = NodeGroup(
+        count=_typed(e["count"], int, "nodes.count"),
+        slots=_typed(e["slots"], int, "nodes.slots"),
+        secret=_typed(e["secret"], str, "nodes.secret"),
+        join_seconds=_typed(e["join_seconds"], int, "nodes.join_seconds"),
+        sources=_typed(e.get("sources", 0), int, "nodes.sources"),
+        all_inputs=_typed(e.get("all_inputs", False), bool, "nodes.all_inputs"),
+    )
+    if group.count < 2 or group.slots < 1 or group.join_seconds < 1 or len(group.secret) < 32:
+        raise ValueError(f"nodes {group.count}/{group.slots}/{group.join_seconds}: out of range")
+    return group
 
 
 def _cache_setting(value: Any) -> str:

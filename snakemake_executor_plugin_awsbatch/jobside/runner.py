@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -27,7 +28,7 @@ from ..transfer import (
     upload_files,
 )
 from ..transfer.client import RUNNER_AGENT
-from . import directories, in_job
+from . import directories, in_job, nodes
 from .cache import open_cache
 from .command import Command
 from .fetch import fetch_inputs
@@ -37,11 +38,13 @@ from .report import FAILED, SUCCEEDED, TERMINATED, Report
 from .scratch import Scratch, sweep_orphans
 from .signals import Interrupted, SignalGuard
 from .stage import plan_outputs, written_files
+from .worker import run_worker
 
 EXIT_INTERNAL = 1
 EXIT_SETUP = 2  # unreadable manifest, unusable scratch root
 EXIT_INPUTS = 3  # an input missing or failing verification; the command did not run
 EXIT_OUTPUTS = 4  # a missing output, a failed upload, or an unwritable report
+EXIT_NODES = nodes.EXIT_NODES  # a multi-node job's node did not join, or left
 
 SCRATCH_ROOT_ENV = "AWSBATCH_SCRATCH_ROOT"
 GRACE_ENV = "AWSBATCH_KILL_GRACE_SECONDS"
@@ -114,6 +117,8 @@ class Runner:
         self.guard = guard
         self.phases = Phases()
         self.record_bytes = record_bytes
+        self.node: nodes.NodeEnv | None = None  # in a multi-node job: which node this is
+        self.hub: nodes.Hub | None = None  # a multi-node job's main node gathers the others
 
     def run(self) -> int:
         started = time.time()
@@ -134,6 +139,18 @@ class Runner:
             log(f"error: cannot read manifest {self.manifest_uri}{where}: {e}")
             return EXIT_SETUP
         log(f"job {manifest.jobname} of run {manifest.run_id}")
+        if manifest.nodes:
+            try:
+                self.node = nodes.NodeEnv.from_environ(os.environ)
+                if self.node is None:
+                    raise nodes.NodeError("a multi-node job's manifest, but no node index")
+            except nodes.NodeError as e:
+                log(f"error: {e}")
+                return EXIT_NODES
+            if not self.node.is_main:
+                return run_worker(
+                    client, manifest, manifest.nodes, self.node, self.root, self.guard
+                )
         report = Report(
             manifest.run_id,
             manifest.jobname,
@@ -142,7 +159,11 @@ class Runner:
             hostname=socket.gethostname(),
             started_at=started,
         )
-        self._run_in_scratch(client, manifest, report)
+        try:
+            self._run_in_scratch(client, manifest, report)
+        finally:
+            if self.hub is not None:
+                self.hub.close()  # the workers end now
         report.phases = self.phases.seconds
         report.finished_at = time.time()
         _write_report(client, manifest.report_uri, report)
@@ -161,6 +182,9 @@ class Runner:
                 scratch = Scratch.create(self.root, report.batch_job_id, report.attempt)
                 report.scratch_dir = str(scratch.path)
                 log(f"scratch directory {scratch.path}")
+                if manifest.nodes and self.node:
+                    # The workers join while this node fetches its inputs.
+                    self.hub = nodes.Hub(manifest.nodes, self.node, scratch.path.name)
             self._run_job(client, manifest, scratch, report)
         except Interrupted as e:
             _fail(report, TERMINATED, 128 + e.signum, f"runner {e}")
@@ -212,16 +236,50 @@ class Runner:
         }
         if not self._prepare_directories(client, manifest, scratch, report):
             return
+        if self.hub is not None and not self._gather_nodes(manifest, scratch, env, report):
+            return
         log("command: starting")
         with self.phases.timed("command"):
             code = self.command.run(manifest.command, scratch.workdir, env)
         report.command_exit_code = code
+        if self.hub is not None and self.hub.lost:
+            self._upload(client, manifest, scratch, report, code or EXIT_NODES)
+            _fail(report, FAILED, EXIT_NODES, self.hub.lost)
+            return
         if self.guard.signum is not None:
             name = signal.Signals(self.guard.signum).name
             reason = f"terminated by {name}; the command exited with {code}"
             _fail(report, TERMINATED, 128 + self.guard.signum, reason)
             return
         self._upload(client, manifest, scratch, report, code)
+
+    def _gather_nodes(
+        self, manifest: Manifest, scratch: Scratch, env: dict[str, str], report: Report
+    ) -> bool:
+        """Wait for every worker; then the hostfile and the MPI launcher, in `env`."""
+        assert self.hub is not None and manifest.nodes is not None
+        with self.phases.timed("nodes"):
+            try:
+                members = self.hub.gather()
+            except nodes.NodeError as e:
+                _fail(report, FAILED, EXIT_NODES, f"{e}; the command was not run")
+                return False
+        assert self.hub.address is not None
+        directory = scratch.path / "nodes"
+        nodes.write_agent(directory, manifest.nodes.secret, sys.executable)
+        hostfile = directory / "hostfile"
+        hostfile.write_text(nodes.hostfile_text(self.hub.address, members, manifest.nodes.slots))
+        given = {**os.environ, **manifest.env}
+        for name, value in nodes.command_environment(directory, hostfile, len(members) + 1).items():
+            if name not in given or name == nodes.HOSTFILE_ENV:
+                env[name] = value
+        log(
+            f"{len(members) + 1} nodes: {self.hub.address} (main), "
+            + ", ".join(f"{m.address} ({m.hostname})" for m in members)
+        )
+        # A worker lost while the command runs stops it (runner.run reports which).
+        self.hub.watch(lambda _: self.command.forward(signal.SIGTERM))
+        return True
 
     def _upload(
         self, client: S3Client, manifest: Manifest, scratch: Scratch, report: Report, code: int

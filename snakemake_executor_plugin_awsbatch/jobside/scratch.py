@@ -44,9 +44,13 @@ class Scratch:
         return self.path.with_name(self.path.name + LOCK_SUFFIX)
 
     @classmethod
-    def create(cls, root: Path, job_id: str | None, attempt: str | None) -> Scratch:
+    def create(
+        cls, root: Path, job_id: str | None, attempt: str | None, name: str | None = None
+    ) -> Scratch:
+        """`name`: a given one (a multi-node job's worker takes its main node's, so that
+        the ranks MPI starts there find the same working directory)."""
         root.mkdir(parents=True, exist_ok=True)
-        name = scratch_name(job_id, attempt)
+        name = name or scratch_name(job_id, attempt)
         lock_path = root / (name + LOCK_SUFFIX)
         # O_EXCL: the random part makes a clash practically impossible; if it happens, fail.
         fd = os.open(lock_path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC, 0o600)

@@ -56,8 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     starting.add_argument("--port", type=int, help="moto's port on 127.0.0.1 (default: a free one)")
     starting.add_argument(
         "--packages",
-        help="space-separated Debian packages for the job image (default: "
-        f"${image.PACKAGES_ENV}, else '{' '.join(image.DEFAULT_PACKAGES)}')",
+        help="space-separated Debian packages for the job image, replacing the default "
+        "list (keep openmpi-bin and python3-mpi4py for multi-node jobs' MPI programs) "
+        f"(default: ${image.PACKAGES_ENV}, else '{' '.join(image.DEFAULT_PACKAGES)}')",
     )
     starting.add_argument(
         "--stop-grace",
@@ -187,12 +188,27 @@ def _status_lines(current: dict[str, Any]) -> list[str]:
         f"podman API    unix://{current['state_dir']}/podman.sock (pid {current['podman_pid']})",
         f"job image     {current['image']}",
         f"stack         {current.get('stack', '-')} (--awsbatch-stack; cloudformation/)",
-        f"queues        {current['batch']['default_queue']}, {current['batch']['priority_queue']}",
+        f"queues        {', '.join(_queues(current['batch']))}",
+        f"node network  {_node_network(current)}",
         f"S3 prefix     {current['s3_prefix']}",
         f"log group     {current.get('log_group', '-')}",
         f"scratch       {current['scratch_dir']}",
         f"containers    {len(containers)}{': ' + ', '.join(containers) if containers else ''}",
     ]
+
+
+def _queues(batch: dict[str, Any]) -> list[str]:
+    names = (batch.get(key) for key in ("default_queue", "priority_queue", "multinode_queue"))
+    return [name for name in names if name]
+
+
+def _node_network(current: dict[str, Any]) -> str:
+    """The network of multi-node jobs' nodes, where moto serves them on the gateway."""
+    network = current.get("node_network")
+    if not network:
+        return "-"
+    endpoint = f"http://{network['gateway']}:{current['port']}"
+    return f"{network['name']} {network['subnet']} (moto on {endpoint})"
 
 
 def _build_image(args: argparse.Namespace) -> int:

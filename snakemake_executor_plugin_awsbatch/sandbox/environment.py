@@ -3,10 +3,14 @@
 `up` deploys `cloudformation/core-environment.yaml` (and its nested templates) with
 `cfn_deploy.deploy_core_environment`, so the sandbox runs on exactly what users deploy on
 AWS: the data bucket, the job log group, the roles, the spot and on-demand compute
-environments (managed, with the launch template) and the two queues. Only these parameters
-differ from the template defaults, each because of the sandbox:
+environments (managed, with the launch template) and the two queues, plus the multi-node
+environment (its cluster placement group) and queue. Only these parameters differ from the
+template defaults, each because of the sandbox:
 
-- `DefaultQueueName=default`, `PriorityQueueName=priority`: short names to type.
+- `DefaultQueueName=default`, `PriorityQueueName=priority`, `MultiNodeQueueName=multinode`:
+  short names to type.
+- `CreateMultiNodeEnvironment=true`: the sandbox runs multi-node parallel jobs as AWS does
+  (moto_patches 9), so it has the environment and queue for them.
 - `LogGroupName=/aws/batch/job`: moto's Batch writes every container's log there,
   whatever the job definition says, so the stack's log group (which `--awsbatch-stack`
   hands to the plugin) must be that one for the plugin to find the logs.
@@ -33,10 +37,13 @@ from snakemake_executor_plugin_awsbatch.sandbox.exports import SandboxSession
 STACK_NAME = cfn_deploy.DEFAULT_STACK_NAME
 DEFAULT_QUEUE = "default"
 PRIORITY_QUEUE = "priority"
+MULTINODE_QUEUE = "multinode"
 MOTO_LOG_GROUP = "/aws/batch/job"
 PARAMETERS = {
     "DefaultQueueName": DEFAULT_QUEUE,
     "PriorityQueueName": PRIORITY_QUEUE,
+    "MultiNodeQueueName": MULTINODE_QUEUE,
+    "CreateMultiNodeEnvironment": "true",
     "LogGroupName": MOTO_LOG_GROUP,
     "CreateServiceRole": "true",
 }
@@ -78,6 +85,7 @@ def deploy(
     except cfn_deploy.CfnDeployError as error:
         raise SandboxError(f"deploying {templates} into moto failed: {error}") from None
     outputs = _outputs(session, name)
+    multinode_queue = outputs["MultiNodeJobQueueName"]
     return {
         "stack": name,
         "bucket": outputs["DataBucketName"],
@@ -86,12 +94,22 @@ def deploy(
         "batch": {
             "default_queue": outputs["DefaultJobQueueName"],
             "priority_queue": outputs["PriorityJobQueueName"],
+            "multinode_queue": multinode_queue,
             "compute_environments": {
                 "spot": outputs["SpotComputeEnvironmentArn"],
                 "on_demand": outputs["OnDemandComputeEnvironmentArn"],
+                "multinode": _queue_environment(session, multinode_queue),
             },
         },
     }
+
+
+def _queue_environment(session: SandboxSession, queue: str) -> str:
+    """The compute environment of a queue of one (the root template has no output for the
+    multi-node environment)."""
+    (described,) = session.client("batch").describe_job_queues(jobQueues=[queue])["jobQueues"]
+    (first,) = described["computeEnvironmentOrder"]
+    return str(first["computeEnvironment"])
 
 
 def _outputs(session: SandboxSession, stack_name: str) -> dict[str, str]:

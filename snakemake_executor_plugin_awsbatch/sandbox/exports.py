@@ -29,6 +29,7 @@ def environment_variables(record: dict[str, Any]) -> dict[str, str]:
     explicitly rather than as SNAKEMAKE_AWSBATCH_STACK so that they show what is
     configured. The stack's log group is moto's /aws/batch/job, the plugin's default.
     """
+    multinode_queue = record["batch"].get("multinode_queue")  # a sandbox started before it
     return {
         "AWS_ENDPOINT_URL": endpoint(record),
         "AWS_REGION": REGION,
@@ -37,6 +38,7 @@ def environment_variables(record: dict[str, Any]) -> dict[str, str]:
         "AWS_SECRET_ACCESS_KEY": DUMMY_KEY,
         "SNAKEMAKE_AWSBATCH_DEFAULT_QUEUE": record["batch"]["default_queue"],
         "SNAKEMAKE_AWSBATCH_PRIORITY_QUEUE": record["batch"]["priority_queue"],
+        **({"SNAKEMAKE_AWSBATCH_MULTINODE_QUEUE": multinode_queue} if multinode_queue else {}),
         "SNAKEMAKE_AWSBATCH_IMAGE": record["image"],
         "SNAKEMAKE_AWSBATCH_S3_PREFIX": record["s3_prefix"],
         "SNAKEMAKE_AWSBATCH_SCRATCH_ROOT": record["scratch_dir"],

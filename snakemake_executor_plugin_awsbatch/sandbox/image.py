@@ -39,9 +39,11 @@ REPOSITORY = "localhost/snakemake-awsbatch-sandbox"
 # The job runtime of tool-only images (runtime/__init__.py), tagged with its key.
 RUNTIME_REPOSITORY = "localhost/snakemake-awsbatch-runtime"
 DISTRIBUTION = "snakemake-executor-plugin-awsbatch"
-# The example pipelines' tools; `up --packages` or this variable replaces the list.
+# The example pipelines' tools, and Open MPI with Debian's python3 bindings for the
+# multi-node parallel jobs' MPI programs (`mpirun ... /usr/bin/python3 prog.py`, as in
+# containers/Dockerfile); `up --packages` or this variable replaces the list.
 PACKAGES_ENV = "SNAKEMAKE_AWSBATCH_SANDBOX_PACKAGES"
-DEFAULT_PACKAGES = ("bwa", "samtools", "bcftools")
+DEFAULT_PACKAGES = ("bwa", "samtools", "bcftools", "openmpi-bin", "python3-mpi4py")
 # Bump when the way the base is built changes, so old bases are not reused.
 BUILDER_VERSION = "2"
 # The job side must run what the submitting side runs: these distributions are pinned to

@@ -2,11 +2,13 @@
 
 `up` starts two processes, both recorded in state.json with their pids:
 podman's API service (on a unix socket in the state directory) and the sandbox's moto
-server (on a loopback port). Into that moto it deploys the project's CloudFormation
-templates (environment.py), which create the bucket and the Batch environment, and it
-runs the job-runtime part of their launch template's boot script (instance.py). The job
-containers moto starts carry a label naming the sandbox; `down` removes them after
-stopping moto, so nothing is left behind (the stacks live only in moto's memory).
+server (on a loopback port, and on the gateway of the sandbox's network for the nodes of
+multi-node jobs, node_network.py, also recorded). Into that moto it deploys the project's
+CloudFormation templates (environment.py), which create the bucket and the Batch
+environment, and it runs the job-runtime part of their launch template's boot script
+(instance.py). The job containers moto starts carry a label naming the sandbox; `down`
+removes them after stopping moto, then the nodes' network, so nothing is left behind (the
+stacks live only in moto's memory).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from snakemake_executor_plugin_awsbatch.sandbox import (
     image,
     instance,
     moto_server,
+    node_network,
     podman,
     ports,
     prereqs,
@@ -85,7 +88,9 @@ def _start(
         record["podman_pid"] = podman.start_service(state)
         state.write(record)
         record["port"] = port or ports.free_port()
-        record["moto_pid"] = _start_moto(state, record["port"], stop_grace)
+        record["node_network"] = node_network.create(state, record["port"], record["image"])
+        state.write(record)
+        record["moto_pid"] = _start_moto(state, record["port"], stop_grace, record["node_network"])
         state.write(record)
         _wait_for_moto(state, record)
         session = exports.SandboxSession(exports.endpoint(record))
@@ -112,7 +117,7 @@ def _start(
     return record
 
 
-def _start_moto(state: StateDir, port: int, stop_grace: int) -> int:
+def _start_moto(state: StateDir, port: int, stop_grace: int, node_network: dict[str, str]) -> int:
     argv = [
         sys.executable,
         "-m",
@@ -123,6 +128,10 @@ def _start_moto(state: StateDir, port: int, stop_grace: int) -> int:
         state.sandbox_id,
         "--grace",
         str(stop_grace),
+        "--node-network",
+        node_network["name"],
+        "--node-gateway",
+        node_network["gateway"],
     ]
     env = {
         **podman.environment(state),
@@ -183,7 +192,8 @@ def down(state: StateDir) -> list[str]:
 def _stop_components(
     state: StateDir, record: dict[str, Any] | None, spawned_here: bool = False
 ) -> list[str]:
-    """Stop moto first (it starts no more containers), then its containers, then podman."""
+    """Stop moto first (it starts no more containers), then its containers and the nodes'
+    network, then podman."""
     record = record or {}
     stopped = []
     moto_pid, podman_pid = record.get("moto_pid"), record.get("podman_pid")
@@ -191,6 +201,7 @@ def _stop_components(
         processes.stop(moto_pid, None)
         stopped.append(f"moto (pid {moto_pid})")
     stopped.extend(f"job container {name}" for name in _remove_containers(state))
+    stopped.extend(_remove_network(state))
     if _ours(podman_pid, str(state.podman_socket), spawned_here):
         processes.stop(podman_pid, None)
         stopped.append(f"podman API service (pid {podman_pid})")
@@ -211,6 +222,14 @@ def _remove_containers(state: StateDir) -> list[str]:
     if not state.containers_conf.exists() or prereqs.find_tool("podman") is None:
         return []
     return podman.remove_job_containers(state)
+
+
+def _remove_network(state: StateDir) -> list[str]:
+    """The nodes' network and its credentials rule, found by the sandbox's id: also when
+    the record is gone."""
+    if not state.containers_conf.exists() or prereqs.find_tool("podman") is None:
+        return []
+    return node_network.remove(state)
 
 
 def status(state: StateDir) -> dict[str, Any] | None:

@@ -19,9 +19,12 @@ like AWS Batch on ECS:
    (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI) and the instance's network reaches AWS. moto
    gives neither, so every job container gets AWS_CONTAINER_CREDENTIALS_FULL_URI (served
    by the sandbox's moto process, moto_server.py), the region and AWS_ENDPOINT_URL, the
-   way to the sandbox on 127.0.0.1. Not through the job definition or the SubmitJob
-   request, and not through the image: any image runs as a job, as on AWS (a rule's
-   tool image holds nothing of the sandbox). DescribeJobs does not show them.
+   way to the sandbox on 127.0.0.1 (the nodes of a multi-node job, on a network of
+   their own, get the network's gateway as endpoint and, as on ECS,
+   AWS_CONTAINER_CREDENTIALS_RELATIVE_URI: node_network.py). Not through the job
+   definition or the SubmitJob request, and not through the image: any image runs as a
+   job, as on AWS (a rule's tool image holds nothing of the sandbox). DescribeJobs does
+   not show them.
 4. Job containers carry a label naming the sandbox, so that `down` finds and removes
    them, including those of jobs moto was still running when it stopped.
 5. The environment AWS Batch gives every job: moto sets only AWS_BATCH_JOB_ID; AWS also
@@ -50,6 +53,15 @@ like AWS Batch on ECS:
    TerminateJob/CancelJob. AWS lists children only by arrayJobId, keeps the parent
    PENDING until every child is done, then makes it SUCCEEDED, or FAILED if any child
    failed, and passes TerminateJob/CancelJob of the parent on to its children.
+9. Multi-node parallel jobs (multinode.py): moto drops SubmitJob's nodeOverrides, runs
+   the node containers one after another on the host network, each waited for before the
+   next starts, sets no AWS_BATCH_JOB_NODE_INDEX and the like, and knows no `<jobId>#<i>`.
+   AWS launches the main node, then the child nodes once it runs, each an instance with
+   its own address that reaches the others; the job ends with the main node (the others
+   are stopped), DescribeJobs shows each node at `<jobId>#<i>` with its own log stream.
+   The sandbox runs every node as a container of its own on a bridge network of the
+   sandbox's, where its moto also listens; the retry strategy (6.), timeouts, stopping
+   (1.) and start failures (7.) apply to the whole job as to a single one.
 
 Patches 6 and 7 keep per-job state that moto has no attribute for in `_STATES`.
 """
@@ -94,13 +106,23 @@ _submitting = threading.local()
 CREDENTIALS_PATH = "/_snakemake_awsbatch_sandbox/container-credentials"
 
 
-def apply(label: tuple[str, str], grace_seconds: int, port: int) -> None:
+def apply(
+    label: tuple[str, str],
+    grace_seconds: int,
+    port: int,
+    node_network: tuple[str, str] | None = None,
+) -> None:
+    """node_network: (name, gateway address) of the network of multi-node jobs' nodes,
+    where this moto serves too (moto_server.py); None: such jobs fail to start."""
+    from snakemake_executor_plugin_awsbatch.sandbox import multinode
+
     _graceful_stop(grace_seconds)
     _status_reasons()
     _exit_codes()
     _label_containers(label)
-    _instance_environment(port)
+    _instance_environment(port, node_network)
     _batch_environment()
+    multinode.apply(node_network[0] if node_network else None)  # before _retries' Job.run
     _retries()  # wraps _status_reasons' _mark_stopped, so it must come after it
     _start_failures()  # wraps _label_containers' run
     _array_jobs()
@@ -168,22 +190,31 @@ def _exit_codes() -> None:
     Job._stop_attempt = stop_attempt  # type: ignore[method-assign]
 
 
-def _instance_environment(port: int) -> None:
+def _instance_environment(port: int, node_network: tuple[str, str] | None) -> None:
     from docker.models.containers import ContainerCollection
 
     original_run = ContainerCollection.run
-    endpoint = f"http://127.0.0.1:{port}"
+    host_endpoint = f"http://127.0.0.1:{port}"
 
     def run(self: ContainerCollection, *args: Any, **kwargs: Any) -> Any:
         job = threading.current_thread()  # moto runs each job in a thread of its own
         region = str(getattr(job, "arn", "::::")).split(":")[3] or "us-east-1"
+        instance = {
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI": host_endpoint + CREDENTIALS_PATH,
+            "AWS_ENDPOINT_URL": host_endpoint,
+        }
+        if node_network and kwargs.get("network") == node_network[0]:
+            # A node of a multi-node job, on its own network: node_network.py.
+            instance = {
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": CREDENTIALS_PATH,
+                "AWS_ENDPOINT_URL": f"http://{node_network[1]}:{port}",
+            }
         # The job's own variables win, as a job's AWS_ENDPOINT_URL would on AWS (the
         # fault tests send the jobs through a proxy that way).
         kwargs["environment"] = {
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI": endpoint + CREDENTIALS_PATH,
+            **instance,
             "AWS_DEFAULT_REGION": region,
             "AWS_REGION": region,
-            "AWS_ENDPOINT_URL": endpoint,
             **(kwargs.get("environment") or {}),
         }
         return original_run(self, *args, **kwargs)

@@ -3,6 +3,12 @@
 `up` starts it with DOCKER_HOST pointing at podman's socket, MOTO_DOCKER_NETWORK_MODE=host
 and MOTO_PORT=N, so that moto's Batch backend runs each job as a podman container on the
 host network. The patches in moto_patches.py apply to this process only.
+
+With `--node-network NAME --node-gateway ADDRESS` (the sandbox's bridge network for the
+nodes of multi-node jobs, moto_patches 9) it serves the same on ADDRESS:N too, for the
+node containers, which do not share the host's loopback. That address is the network's
+gateway, which the host has only while the network's bridge exists: the socket is bound
+with IP_FREEBIND, which lets it bind an address the host does not have (yet, or again).
 """
 
 from __future__ import annotations
@@ -11,7 +17,9 @@ import argparse
 import contextlib
 import json
 import signal
+import socket
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
@@ -21,6 +29,8 @@ from snakemake_executor_plugin_awsbatch.sandbox.exports import DUMMY_KEY as SAND
 from snakemake_executor_plugin_awsbatch.sandbox.podman import CONTAINER_LABEL
 
 MODULE = "snakemake_executor_plugin_awsbatch.sandbox.moto_server"
+# Linux's IP_FREEBIND (linux/in.h), which Python's socket module does not name.
+IP_FREEBIND = 15
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,9 +38,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--label", required=True, help="sandbox id set on job containers")
     parser.add_argument("--grace", type=int, default=10, help="SIGTERM-to-SIGKILL seconds")
+    parser.add_argument("--node-network", help="podman network of multi-node jobs' nodes")
+    parser.add_argument("--node-gateway", help="its gateway, where moto serves them too")
     args = parser.parse_args(argv)
+    if bool(args.node_network) != bool(args.node_gateway):
+        parser.error("--node-network and --node-gateway go together")
+    node_network = (args.node_network, args.node_gateway) if args.node_network else None
 
-    moto_patches.apply((CONTAINER_LABEL, args.label), args.grace, args.port)
+    moto_patches.apply((CONTAINER_LABEL, args.label), args.grace, args.port, node_network)
 
     # Imported after patching so nothing binds moto.settings before the patch.
     from moto.moto_server.werkzeug_app import (
@@ -40,18 +55,38 @@ def main(argv: list[str] | None = None) -> None:
     )
     from werkzeug.serving import make_server
 
+    app = with_container_credentials(DomainDispatcherApplication(create_backend_app))
     # make_server raises at once if the port is taken (ThreadedMotoServer would hang).
     server = make_server(
-        "127.0.0.1",
-        args.port,
-        with_container_credentials(DomainDispatcherApplication(create_backend_app)),
-        threaded=True,
-        request_handler=MotoRequestHandler,
+        "127.0.0.1", args.port, app, threaded=True, request_handler=MotoRequestHandler
     )
+    if args.node_gateway:
+        listening = _freebind_socket(args.node_gateway, args.port)
+        nodes_server = make_server(
+            args.node_gateway,
+            args.port,
+            app,
+            threaded=True,
+            request_handler=MotoRequestHandler,
+            fd=listening.fileno(),
+        )
+        listening.close()  # the server has its own duplicate
+        threading.Thread(target=nodes_server.serve_forever, daemon=True).start()
+        print(f"moto listening on http://{args.node_gateway}:{args.port}", flush=True)
     signal.signal(signal.SIGTERM, _exit)
     print(f"moto listening on http://127.0.0.1:{args.port}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
+
+
+def _freebind_socket(address: str, port: int) -> socket.socket:
+    """A listening socket on address:port, whether or not the host has address yet."""
+    listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listening.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+    listening.bind((address, port))
+    listening.listen(128)
+    return listening
 
 
 def with_container_credentials(app: Any) -> Any:

@@ -17,12 +17,14 @@ from snakemake_executor_plugin_awsbatch.sandbox.state import StateDir
 
 # Label moto's job containers carry (set in moto_patches); value: StateDir.sandbox_id.
 CONTAINER_LABEL = "snakemake-awsbatch-sandbox"
-# Label of the container that keeps a running sandbox's image (see hold_image).
+# Label of the containers that keep what a running sandbox needs: its image (see
+# hold_image), the bridge of its nodes' network (node_network.py).
 HOLD_LABEL = "snakemake-awsbatch-sandbox-image"
 
 # crun (podman's default runtime) fails on hybrid cgroups; without the ulimits a container
 # start fails with "setrlimit RLIMIT_NOFILE: Operation not permitted"; host networking lets
 # containers reach moto on 127.0.0.1 (moto asks for it too, MOTO_DOCKER_NETWORK_MODE=host).
+# The nodes of multi-node jobs alone run on a network of their own (node_network.py).
 CONTAINERS_CONF = """\
 [containers]
 default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]

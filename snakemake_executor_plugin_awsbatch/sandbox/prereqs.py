@@ -8,7 +8,8 @@ import shutil
 from snakemake_executor_plugin_awsbatch.sandbox.errors import SandboxError
 
 # tool -> Debian/Ubuntu package that provides it
-RUNTIME_TOOLS = {"podman": "podman", "runc": "runc"}
+# (iptables, ip: multi-node jobs' network, node_network.py)
+RUNTIME_TOOLS = {"podman": "podman", "runc": "runc", "iptables": "iptables", "ip": "iproute2"}
 BUILD_TOOLS = {"debootstrap": "debootstrap", "chroot": "coreutils"}
 
 # runc and debootstrap live in sbin, which a non-root PATH often lacks.

@@ -2,7 +2,8 @@
 
 Layout (all paths relative to the state directory):
 
-    state.json        what `up` started: pids, port, image, stack, bucket, queues
+    state.json        what `up` started: pids, port, image, stack, bucket, queues, the
+                      network of multi-node jobs' nodes (node_network.py)
     lock              serialises concurrent up/down on the same directory
     containers.conf   podman configuration (runc, cgroupfs, ulimits, host network)
     podman.sock       podman's Docker-compatible API socket

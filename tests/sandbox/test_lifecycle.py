@@ -113,7 +113,8 @@ def _environment_is_the_stacks(exported: dict[str, str], stack_name: str) -> Non
     }
     spot, on_demand = outputs["SpotComputeEnvironmentArn"], outputs["OnDemandComputeEnvironmentArn"]
     queues = {q["jobQueueName"]: q for q in batch.describe_job_queues()["jobQueues"]}
-    assert set(queues) == {"default", "priority"}
+    assert set(queues) == {"default", "priority", "multinode"}
+    assert stack.multinode_queue == exported["SNAKEMAKE_AWSBATCH_MULTINODE_QUEUE"] == "multinode"
 
     def order(queue: str) -> list[str]:
         ranked = sorted(queues[queue]["computeEnvironmentOrder"], key=lambda o: o["order"])
@@ -121,12 +122,13 @@ def _environment_is_the_stacks(exported: dict[str, str], stack_name: str) -> Non
 
     assert order("default") == [spot]
     assert order("priority") == [on_demand, spot]
+    (multinode,) = order("multinode")
     assert queues["priority"]["priority"] > queues["default"]["priority"]
     assert all((q["state"], q["status"]) == ("ENABLED", "VALID") for q in queues.values())
 
     described = batch.describe_compute_environments()["computeEnvironments"]
     environments = {ce["computeEnvironmentArn"]: ce for ce in described}
-    assert set(environments) == {spot, on_demand}
+    assert set(environments) == {spot, on_demand, multinode}
 
     def shape(arn: str) -> tuple[str, str, str]:
         resources = environments[arn]["computeResources"]
@@ -135,6 +137,8 @@ def _environment_is_the_stacks(exported: dict[str, str], stack_name: str) -> Non
 
     assert shape(spot) == ("MANAGED", "SPOT", "SPOT_PRICE_CAPACITY_OPTIMIZED")
     assert shape(on_demand) == ("MANAGED", "EC2", "BEST_FIT_PROGRESSIVE")
+    assert shape(multinode) == ("MANAGED", "EC2", "BEST_FIT_PROGRESSIVE")
+    assert len(environments[multinode]["computeResources"]["subnets"]) == 1
 
 
 def _start_endless_job(state_dir, exported: dict[str, str]) -> str:
