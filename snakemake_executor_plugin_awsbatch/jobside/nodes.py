@@ -41,6 +41,10 @@ HUB_PORT = 50151
 EXIT_NODES = 5
 HOSTFILE_ENV = "AWSBATCH_HOSTFILE"
 AGENT_NAME = "awsbatch-node-launcher"
+# The agent's directory in a node's scratch directory. Every node writes it at the same
+# path: mpirun passes the agent's path on to the daemons it starts, and Open MPI's orted
+# ends at once when that path is missing on its node.
+NODES_SUBDIR = "nodes"
 HANDSHAKE_SECONDS = 10.0
 RETRY_SECONDS = 1.0
 # Keepalive on the control connections: a node that vanished without closing them (a
@@ -259,6 +263,11 @@ def command_environment(nodes_dir: Path, hostfile: Path, count: int) -> dict[str
         "PRTE_MCA_plm_rsh_agent": agent,
         "OMPI_MCA_plm_rsh_no_tree_spawn": "1",
         "PRTE_MCA_plm_rsh_no_tree_spawn": "1",
+        # Without tree spawn a daemon daemonizes: its launcher ends at once, a daemon that
+        # then fails is never noticed (mpirun waits forever) and outlives the launcher.
+        # Attached, its end is the launcher's exit code, and the launcher's end its own.
+        "OMPI_MCA_orte_leave_session_attached": "1",
+        "PRTE_MCA_prte_leave_session_attached": "1",
         # Containers may not ptrace each other: shared memory without CMA single copy.
         "OMPI_MCA_btl_vader_single_copy_mechanism": "none",
         # MPICH and Intel MPI (hydra).

@@ -265,7 +265,7 @@ class Runner:
                 _fail(report, FAILED, EXIT_NODES, f"{e}; the command was not run")
                 return False
         assert self.hub.address is not None
-        directory = scratch.path / "nodes"
+        directory = scratch.path / nodes.NODES_SUBDIR
         nodes.write_agent(directory, manifest.nodes.secret, sys.executable)
         hostfile = directory / "hostfile"
         hostfile.write_text(nodes.hostfile_text(self.hub.address, members, manifest.nodes.slots))

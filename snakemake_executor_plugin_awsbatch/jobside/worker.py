@@ -2,17 +2,19 @@
 
 A worker runs no rule command of its own. It joins the main node (jobside/nodes.py),
 makes its scratch directory under the main node's directory name (on its own instance),
-fetches the workflow's sources into it (every input too when the rule asked,
-`awsbatch_node_inputs="all"`), and serves the main node's MPI launcher (node_exec.py)
-there until the main node says the job is over; then it removes the directory. Its exit
-code: 0 after a normal end, EXIT_NODES when it could not join, get ready, or lost the
-main node, 128+N after signal N. Batch judges the job by the main node alone.
+with the MPI launcher at the same path as the main node's, fetches the workflow's
+sources into it (every input too when the rule asked, `awsbatch_node_inputs="all"`), and
+serves the main node's MPI launcher (node_exec.py) there until the main node says the
+job is over; then it removes the directory. Its exit code: 0 after a normal end,
+EXIT_NODES when it could not join, get ready, or lost the main node, 128+N after signal
+N. Batch judges the job by the main node alone.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from pathlib import Path
 
 from ..transfer import S3Client, TransferFailedError
@@ -87,8 +89,11 @@ def _prepare(
         setup.scratch = Scratch.create(root, job_id, attempt, name=scratch_name)
     except FileExistsError:
         # The main node shares this scratch volume (same instance): a name of its own,
-        # and the ranks here start in the main node's directory anyway.
+        # and the ranks here start in the main node's directory, its agent there too.
         setup.scratch = Scratch.create(root, job_id, attempt)
+    else:
+        # At the main node's path: mpirun gives it to the daemons it starts here.
+        nodes.write_agent(setup.scratch.path / nodes.NODES_SUBDIR, group.secret, sys.executable)
     scratch = setup.scratch
     log(f"scratch directory {scratch.path}")
     inputs = manifest.inputs if group.all_inputs else manifest.inputs[: group.sources]

@@ -132,6 +132,10 @@ def _start_moto(state: StateDir, port: int, stop_grace: int, node_network: dict[
         node_network["name"],
         "--node-gateway",
         node_network["gateway"],
+        "--instance-disk",
+        str(state.scratch),
+        "--node-disks",
+        str(state.node_disks),
     ]
     env = {
         **podman.environment(state),

@@ -60,8 +60,9 @@ like AWS Batch on ECS:
    its own address that reaches the others; the job ends with the main node (the others
    are stopped), DescribeJobs shows each node at `<jobId>#<i>` with its own log stream.
    The sandbox runs every node as a container of its own on a bridge network of the
-   sandbox's, where its moto also listens; the retry strategy (6.), timeouts, stopping
-   (1.) and start failures (7.) apply to the whole job as to a single one.
+   sandbox's, where its moto also listens, each child node with a scratch disk of its
+   own; the retry strategy (6.), timeouts, stopping (1.) and start failures (7.) apply
+   to the whole job as to a single one.
 
 Patches 6 and 7 keep per-job state that moto has no attribute for in `_STATES`.
 """
@@ -74,6 +75,7 @@ import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
@@ -111,9 +113,12 @@ def apply(
     grace_seconds: int,
     port: int,
     node_network: tuple[str, str] | None = None,
+    node_disks: tuple[Path, Path] | None = None,
 ) -> None:
     """node_network: (name, gateway address) of the network of multi-node jobs' nodes,
-    where this moto serves too (moto_server.py); None: such jobs fail to start."""
+    where this moto serves too (moto_server.py); None: such jobs fail to start.
+    node_disks: (the instance's scratch disk, the directory of child nodes' own disks);
+    None: every node shares the one disk."""
     from snakemake_executor_plugin_awsbatch.sandbox import multinode
 
     _graceful_stop(grace_seconds)
@@ -122,7 +127,8 @@ def apply(
     _label_containers(label)
     _instance_environment(port, node_network)
     _batch_environment()
-    multinode.apply(node_network[0] if node_network else None)  # before _retries' Job.run
+    # Before _retries, which wraps Job.run.
+    multinode.apply(node_network[0] if node_network else None, node_disks)
     _retries()  # wraps _status_reasons' _mark_stopped, so it must come after it
     _start_failures()  # wraps _label_containers' run
     _array_jobs()

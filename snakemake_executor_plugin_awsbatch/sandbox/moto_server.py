@@ -9,6 +9,10 @@ nodes of multi-node jobs, moto_patches 9) it serves the same on ADDRESS:N too, f
 node containers, which do not share the host's loopback. That address is the network's
 gateway, which the host has only while the network's bridge exists: the socket is bound
 with IP_FREEBIND, which lets it bind an address the host does not have (yet, or again).
+
+With `--instance-disk DIR --node-disks DIR2`, a child node of a multi-node job mounts
+DIR2/<jobId>-<i> wherever a job mounts DIR (the instance's scratch disk): on AWS each
+node is an instance of its own, with a disk of its own.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import socket
 import sys
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -40,12 +45,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--grace", type=int, default=10, help="SIGTERM-to-SIGKILL seconds")
     parser.add_argument("--node-network", help="podman network of multi-node jobs' nodes")
     parser.add_argument("--node-gateway", help="its gateway, where moto serves them too")
+    parser.add_argument(
+        "--instance-disk",
+        help="host directory standing for an instance's scratch disk (SCRATCH_ROOT)",
+    )
+    parser.add_argument(
+        "--node-disks",
+        help="where a multi-node job's child nodes, each an instance of its own, get theirs",
+    )
     args = parser.parse_args(argv)
     if bool(args.node_network) != bool(args.node_gateway):
         parser.error("--node-network and --node-gateway go together")
+    if bool(args.instance_disk) != bool(args.node_disks):
+        parser.error("--instance-disk and --node-disks go together")
+    disks = (Path(args.instance_disk), Path(args.node_disks)) if args.instance_disk else None
     node_network = (args.node_network, args.node_gateway) if args.node_network else None
 
-    moto_patches.apply((CONTAINER_LABEL, args.label), args.grace, args.port, node_network)
+    moto_patches.apply((CONTAINER_LABEL, args.label), args.grace, args.port, node_network, disks)
 
     # Imported after patching so nothing binds moto.settings before the patch.
     from moto.moto_server.werkzeug_app import (

@@ -26,7 +26,10 @@ AWS Batch (the user guide's "Multi-node parallel jobs" and "Job lifecycle for MN
 
 The sandbox runs every node as a podman container on a bridge network of its own (`up`
 creates it, podman.create_node_network), where the sandbox's moto also listens, on the
-network's gateway (moto_server.py). Single-node jobs stay on the host network.
+network's gateway (moto_server.py). Single-node jobs stay on the host network. Each
+child node mounts a scratch disk of its own where jobs mount the instance's (node_disk):
+what a worker writes there, the main node does not see, as on separate instances. The
+disks stay after the job, as the shared one does: the tests look at what was left.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from snakemake_executor_plugin_awsbatch.sandbox import moto_patches
@@ -84,9 +88,15 @@ _JOBS: weakref.WeakKeyDictionary[Job, _Multinode] = weakref.WeakKeyDictionary()
 _submitting = threading.local()  # the nodeOverrides of the SubmitJob this thread handles
 
 
-def apply(network: str | None) -> None:
+_disks: tuple[Path, Path] | None = None  # (the instance's scratch disk, child nodes' disks)
+
+
+def apply(network: str | None, disks: tuple[Path, Path] | None = None) -> None:
     """Patch moto; network: the bridge network node containers run on (None: MNP jobs
-    fail to start, saying so). Apply before moto_patches' _retries, which wraps Job.run."""
+    fail to start, saying so); disks: moto_patches.apply's node_disks. Apply before
+    moto_patches' _retries, which wraps Job.run."""
+    global _disks
+    _disks = disks
     _submissions()
     _runs(network)
     _descriptions()
@@ -363,7 +373,7 @@ def _container_kwargs(job: Job, node: Node, main_address: str | None) -> dict[st
         "mounts": [
             docker.types.Mount(
                 mount["containerPath"],
-                volumes[mount["sourceVolume"]]["sourcePath"],
+                _host_path(job, node, volumes[mount["sourceVolume"]]["sourcePath"]),
                 type="bind",
                 read_only=mount.get("readOnly", False),
             )
@@ -371,6 +381,25 @@ def _container_kwargs(job: Job, node: Node, main_address: str | None) -> dict[st
         ],
         "name": f"{job.job_name}-{job.job_id}-{node.index}",
     }
+
+
+def node_disk(disks: Path, job_id: str, index: int) -> Path:
+    """Child node `index`'s scratch disk, under the directory of child nodes' disks."""
+    return disks / f"{job_id}-{index}"
+
+
+def _host_path(job: Job, node: Node, source: str) -> str:
+    """The host path a node mounts for `source`: a child node's own disk in place of the
+    instance's scratch disk (and any directory on it), else `source` itself."""
+    if _disks is None or node.main:
+        return source
+    disk, node_disks = _disks
+    path = Path(source)
+    if not path.is_relative_to(disk):
+        return source
+    own = node_disk(node_disks, job.job_id, node.index) / path.relative_to(disk)
+    own.mkdir(parents=True, exist_ok=True)
+    return str(own)
 
 
 def _running(node: Node) -> bool:

@@ -9,6 +9,7 @@ Layout (all paths relative to the state directory):
     podman.sock       podman's Docker-compatible API socket
     logs/             moto.log, podman.log
     scratch/          host directory mounted into every job (SNAKEMAKE_AWSBATCH_SCRATCH_ROOT)
+    scratch.nodes/    <jobId>-<i>: that scratch disk for child node i of a multi-node job
     runtimes/         the job runtimes the "instance" installed at `up`, mounted read-only
                       into jobs in tool images (SNAKEMAKE_AWSBATCH_RUNTIME_ROOT)
 """
@@ -73,6 +74,11 @@ class StateDir:
     @property
     def scratch(self) -> Path:
         return self.root / "scratch"
+
+    @property
+    def node_disks(self) -> Path:
+        """The scratch disks of multi-node jobs' child nodes, one directory per node."""
+        return self.root / "scratch.nodes"
 
     @property
     def runtimes(self) -> Path:

@@ -1,9 +1,13 @@
 """Multi-node parallel rules on the sandbox: real MPI (Open MPI from Debian, mpi4py) across
-3 node containers, each with its own hostname and address.
+3 node containers, each with its own hostname, address and scratch directory.
 
 1. workflows/mpi-kmers: the MPI count runs on 3 distinct nodes, equals a single-process
-   count, and equals a local `mpirun -np 3` run of the same program; nothing is left.
-   (The sandbox's nodes share one host scratch directory for now.)
+   count, and equals a local `mpirun -np 3` run of the same program; nothing is left, on
+   the main node's scratch disk nor on the workers' own. The ranks on the workers run
+   `scripts/kmer_mpi.py` from their working directory, which exists on a worker only
+   because the worker made its scratch directory under the main node's name and
+   fetched the sources into it; and Open MPI's daemon starts on a worker only because
+   the worker wrote the launcher mpirun names at the main node's path.
 2. A worker node killed while the command runs: the job fails naming it, at once, and no
    container of the job remains.
 """
@@ -16,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from snakemake_executor_plugin_awsbatch.sandbox import podman, testing
+from snakemake_executor_plugin_awsbatch.jobside.cache import CACHE_DIR
+from snakemake_executor_plugin_awsbatch.sandbox import multinode, podman, testing
 from tests.e2e import runs
 
 pytestmark = pytest.mark.e2e
@@ -80,6 +85,9 @@ def test_mpi_across_three_node_containers_matches_a_local_run(
     assert job["status"] == "SUCCEEDED"
     assert job["nodeProperties"]["numNodes"] == 3
     assert containers_of(sandbox, job["jobId"]) == []
+    for index in (1, 2):
+        disk = multinode.node_disk(sandbox.state.node_disks, job["jobId"], index)
+        assert [path.name for path in disk.iterdir() if path.name != CACHE_DIR] == []
 
 
 KILL_SNAKEFILE = """

@@ -2,6 +2,8 @@
 
 Plain boto3, no plugin: a multinode job definition as the plugin registers it (one node
 range "0:"), submitted with nodeOverrides; real containers on the sandbox's node network.
+The nodes tell the tests what they did through a host directory every node mounts at
+/shared, as an EFS file system would be; each child node has a scratch disk of its own.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ import ipaddress
 import json
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from snakemake_executor_plugin_awsbatch.sandbox import node_network, podman, prereqs
+from snakemake_executor_plugin_awsbatch.sandbox import multinode, node_network, podman, prereqs
 from snakemake_executor_plugin_awsbatch.sandbox.processes import wait_until
 from snakemake_executor_plugin_awsbatch.sandbox.state import StateDir
 
@@ -78,13 +81,13 @@ DESCRIBE_ITSELF = (
     "print('describes itself', job['status'])"
 )
 NODE_SCRIPT = (
-    'mkdir -p "/scratch/$RUN" && hostname > "/scratch/$RUN/$AWS_BATCH_JOB_NODE_INDEX" && '
+    'mkdir -p "/shared/$RUN" && hostname > "/shared/$RUN/$AWS_BATCH_JOB_NODE_INDEX" && '
     '/opt/venv/bin/python -c "$DESCRIBE_ITSELF" && exec /usr/bin/python3 -c "$PROG"'
 )
 # Children wait to be stopped (trapping SIGTERM: a shell as PID 1 ignores it otherwise).
 CHILD_WAITS = (
-    "trap 'exit 143' TERM; mkdir -p \"/scratch/$RUN\"; "
-    'touch "/scratch/$RUN/$AWS_BATCH_JOB_NODE_INDEX"; '
+    "trap 'exit 143' TERM; mkdir -p \"/shared/$RUN\"; "
+    'touch "/shared/$RUN/$AWS_BATCH_JOB_NODE_INDEX"; '
     "sleep 100000 & wait"
 )
 
@@ -103,9 +106,18 @@ def _environment(**variables: str) -> list[dict[str, str]]:
     return [{"name": name, "value": value} for name, value in variables.items()]
 
 
+def _shared(sandbox) -> Path:
+    """The host directory every node mounts at /shared, as a shared file system."""
+    path = sandbox.state_dir / "shared"
+    path.mkdir(exist_ok=True)
+    return path
+
+
 def _define(jobs, name: str, num_nodes: int, command: list[str], **variables: str) -> str:
     """A multinode definition as the plugin registers one: one range "0:", the container
-    properties a single job's definition has."""
+    properties a single job's definition has; the instance's scratch disk at /scratch and
+    the shared directory at /shared."""
+    disks = {"scratch": jobs.sandbox.scratch_dir, "shared": _shared(jobs.sandbox)}
     container = {
         "image": jobs.sandbox.image,
         "command": command,
@@ -114,9 +126,9 @@ def _define(jobs, name: str, num_nodes: int, command: list[str], **variables: st
             {"type": "MEMORY", "value": "256"},
         ],
         "environment": _environment(**variables),
-        "volumes": [{"name": "scratch", "host": {"sourcePath": str(jobs.sandbox.scratch_dir)}}],
+        "volumes": [{"name": n, "host": {"sourcePath": str(path)}} for n, path in disks.items()],
         "mountPoints": [
-            {"sourceVolume": "scratch", "containerPath": "/scratch", "readOnly": False}
+            {"sourceVolume": n, "containerPath": f"/{n}", "readOnly": False} for n in disks
         ],
     }
     return jobs.batch.register_job_definition(
@@ -230,7 +242,7 @@ def test_nodes_run_together_each_on_its_own_address_and_reach_each_other(jobs, s
         (2, addresses[2], "done"),
     ]
     assert len({node["container"]["logStreamName"] for node in nodes}) == 3
-    written = sorted(path.name for path in (sandbox.scratch_dir / name).iterdir())
+    written = sorted(path.name for path in (_shared(sandbox) / name).iterdir())
     assert written == ["0", "1", "2"]
 
     listed = jobs.batch.list_jobs(multiNodeJobId=job_id)["jobSummaryList"]
@@ -242,10 +254,27 @@ def test_nodes_run_together_each_on_its_own_address_and_reach_each_other(jobs, s
     assert _containers_of(sandbox, job_id) == []
 
 
+def test_each_child_node_has_a_scratch_disk_of_its_own(jobs, sandbox):
+    name = _name("mnp-disk")
+    # Each node writes a file on its scratch disk and lists what it finds there; the
+    # main node ends once the child has listed.
+    lists = 'touch "/scratch/$RUN-$AWS_BATCH_JOB_NODE_INDEX"; mkdir -p "/shared/$RUN"; '
+    lists += 'ls /scratch | grep "^$RUN-" > "/shared/$RUN/$AWS_BATCH_JOB_NODE_INDEX"'
+    main = f'{lists}; until [ -s "/shared/$RUN/1" ]; do sleep 0.1; done'
+    job = jobs.wait(_shell(jobs, name, 2, main, lists), timeout=90)
+
+    assert job["status"] == "SUCCEEDED"
+    seen = {i: (_shared(sandbox) / name / str(i)).read_text().split() for i in range(2)}
+    assert seen == {0: [f"{name}-0"], 1: [f"{name}-1"]}
+    assert (sandbox.scratch_dir / f"{name}-0").exists()
+    child_disk = multinode.node_disk(sandbox.state.node_disks, job["jobId"], 1)
+    assert sorted(path.name for path in child_disk.iterdir()) == [f"{name}-1"]
+
+
 def test_the_main_nodes_exit_ends_the_job_and_stops_the_children(jobs, sandbox):
     name = _name("mnp-fail")
     # The main node fails once both children run; the children would wait for ever.
-    children_run = f'[ "$(ls /scratch/{name} 2>/dev/null | wc -l)" -ge 2 ]'
+    children_run = f'[ "$(ls /shared/{name} 2>/dev/null | wc -l)" -ge 2 ]'
     main = f"until {children_run}; do sleep 0.1; done; exit 3"
     began = time.monotonic()
     job_id = _shell(jobs, name, 3, main, CHILD_WAITS, retryStrategy={"attempts": 1})
@@ -260,14 +289,14 @@ def test_the_main_nodes_exit_ends_the_job_and_stops_the_children(jobs, sandbox):
     assert nodes[0]["container"]["exitCode"] == 3
     assert nodes[0]["statusReason"] == EXIT_REASON
     assert [node["status"] for node in nodes] == ["FAILED"] * 3
-    assert sorted(path.name for path in (sandbox.scratch_dir / name).iterdir()) == ["1", "2"]
+    assert sorted(path.name for path in (_shared(sandbox) / name).iterdir()) == ["1", "2"]
     assert _containers_of(sandbox, job_id) == []
 
 
 def test_terminating_the_job_stops_every_node(jobs, sandbox):
     name = _name("mnp-stop")
     job_id = _shell(jobs, name, 2, CHILD_WAITS, CHILD_WAITS)
-    started = [sandbox.scratch_dir / name / str(i) for i in range(2)]
+    started = [_shared(sandbox) / name / str(i) for i in range(2)]
     assert wait_until(lambda: all(path.exists() for path in started), 60), "nodes never ran"
     assert jobs.describe(job_id)["status"] == "RUNNING"
     assert len(_containers_of(sandbox, job_id)) == 2
@@ -305,7 +334,7 @@ def test_the_attempt_duration_applies_to_the_whole_job(jobs, sandbox):
     assert job["status"] == "FAILED"
     assert job["statusReason"] == "Job attempt duration exceeded timeout"
     assert job["stoppedAt"] - job["startedAt"] < 15_000
-    assert sorted(path.name for path in (sandbox.scratch_dir / name).iterdir()) == ["0", "1"]
+    assert sorted(path.name for path in (_shared(sandbox) / name).iterdir()) == ["0", "1"]
     assert _containers_of(sandbox, job_id) == []
 
 
