@@ -14,6 +14,7 @@ from typing import Any
 
 from snakemake_executor_plugin_awsbatch.errors import ConfigError
 from snakemake_executor_plugin_awsbatch.jobside.cache import OFF, parse_bound
+from snakemake_executor_plugin_awsbatch.run_report import Prices, parse_prices
 from snakemake_executor_plugin_awsbatch.settings import (
     DEFAULT_INPUT_CACHE,
     DEFAULT_NODE_JOIN_TIMEOUT,
@@ -74,6 +75,7 @@ class PluginConfig:
     input_cache: str = DEFAULT_INPUT_CACHE  # canonical: "off", "<bytes>B" or "<p>%"
     multinode_queue: str | None = None
     node_join_timeout: int = DEFAULT_NODE_JOIN_TIMEOUT
+    prices: Prices | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -202,6 +204,7 @@ def load_config(settings: ExecutorSettings | None) -> PluginConfig:
         input_cache=parse_input_cache(s.input_cache),
         multinode_queue=_optional(s.multinode_queue),
         node_join_timeout=_bounded("node-join-timeout", s.node_join_timeout, 10, 86400),
+        prices=parse_prices(_split_items(s.prices)),
     )
 
 

@@ -10,6 +10,7 @@ on Ctrl-C or when the run aborts. This module only wires the pieces together: pl
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import uuid
 from collections.abc import AsyncGenerator, Sequence
@@ -22,7 +23,14 @@ from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
 from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
 
-from snakemake_executor_plugin_awsbatch import arrays, checkpoint_names, images, runtime, status
+from snakemake_executor_plugin_awsbatch import (
+    arrays,
+    checkpoint_names,
+    images,
+    run_report,
+    runtime,
+    status,
+)
 from snakemake_executor_plugin_awsbatch.adoption import Orphans, identity
 from snakemake_executor_plugin_awsbatch.aws import AwsClients, connect, error_code, is_throttling
 from snakemake_executor_plugin_awsbatch.companions import Companions, StorageCompanions
@@ -59,6 +67,7 @@ class Executor(RemoteExecutor):
     # Class-level: Snakemake's status thread may call check_active_jobs before (or while)
     # __post_init__ runs, e.g. while throttled calls are retried at start-up.
     _ready = False
+    _reported = False
 
     def __post_init__(self) -> None:
         settings = self.workflow.executor_settings or ExecutorSettings()
@@ -87,6 +96,7 @@ class Executor(RemoteExecutor):
             self.aws.submit, RateLimiter(self.config.submit_rate), warn=self.logger.warning
         )
         self.orphans = self._take_over(planned)
+        self.ledger = run_report.Ledger()
         # Index files beside inputs travel with them (local ones, and in S3 storage).
         self.companions = Companions(
             str(self.stager.workdir),
@@ -129,8 +139,8 @@ class Executor(RemoteExecutor):
             companions=self.companions,
             config=self.config,
             outcomes=Outcomes(
-                success=self.report_job_success,
-                error=self.report_job_error,
+                success=self._succeeded,
+                error=self._failed,
                 move=self._move_to_priority,
                 terminate=self._terminate,
             ),
@@ -301,9 +311,38 @@ class Executor(RemoteExecutor):
 
     def _dispatch(self, jobs: Sequence[JobExecutorInterface]) -> None:
         try:
-            self.dispatcher.dispatch(jobs, self.report_job_submission)
+            self.dispatcher.dispatch(jobs, self._submitted)
         except SubmitError as e:
             raise WorkflowError(str(e)) from e
+
+    def _submitted(self, job_info: SubmittedJobInfo) -> None:
+        self._enter(job_info)
+        self.report_job_submission(job_info)
+
+    def _enter(self, job_info: SubmittedJobInfo) -> None:
+        """Into the run report's ledger: what was asked of Batch for this job."""
+        state: JobState = job_info.aux["state"]
+        plan = state.plan
+        self.ledger.add(
+            run_report.Entry(
+                job_id=job_info.external_jobid,
+                rule=plan.label,
+                queue=plan.queue,
+                vcpus=plan.resources.vcpus,
+                memory_mib=plan.resources.memory_mib,
+                nodes=plan.nodes,
+                moved=state.moved_to_priority,
+                adopted=state.adopted_from is not None,
+            )
+        )
+
+    def _succeeded(self, job_info: SubmittedJobInfo) -> None:
+        self.ledger.outcome(job_info.external_jobid, "succeeded")
+        self.report_job_success(job_info)
+
+    def _failed(self, job_info: SubmittedJobInfo, **message: Any) -> None:
+        self.ledger.outcome(job_info.external_jobid, "failed")
+        self.report_job_error(job_info, **message)
 
     def _move_to_priority(self, job_info: SubmittedJobInfo) -> SubmittedJobInfo | None:
         """A job reclaimed on every spot attempt runs once more on the priority queue."""
@@ -330,6 +369,8 @@ class Executor(RemoteExecutor):
             self.logger.error(f"Moving {state.name} to the priority queue failed: {e}")
             return None
         moved.aux["state"].moved_to_priority = True
+        self.ledger.outcome(job_info.external_jobid, "moved")
+        self._enter(moved)
         return moved
 
     # -- status -----------------------------------------------------------------------
@@ -376,6 +417,8 @@ class Executor(RemoteExecutor):
     def cancel_jobs(self, active_jobs: list[SubmittedJobInfo]) -> None:
         self.logger.info(f"Terminating {len(active_jobs)} AWS Batch job(s) of run {self.run_id}.")
         ids = [j.external_jobid for j in active_jobs if j.external_jobid]
+        for job_id in ids:
+            self.ledger.outcome(job_id, "cancelled")
         for job_id in arrays.terminations(ids, self.dispatcher.array_sizes):
             self._terminate(job_id, "cancelled")
 
@@ -392,6 +435,36 @@ class Executor(RemoteExecutor):
         stager.cleanup(orphans.runs)
         checkpoint_names.remove_names(self.workflow.dag)
         self.logger.info(f"AWS Batch run {self.run_id}: staging {stager.traffic.describe()}.")
+        self._report_run(stager)
+
+    def _report_run(self, stager: Stager) -> None:
+        """The run report, once (Ctrl-C calls shutdown, and so may Snakemake again)."""
+        ledger = getattr(self, "ledger", None)
+        if ledger is None or self._reported or not ledger.entries():
+            return  # nothing went to Batch
+        self._reported = True
+        try:
+            report = run_report.build(
+                self.run_id,
+                ledger,
+                lambda ids: status.describe_batch(self.aws.batch, ids),
+                self._capacity,
+                self.config.prices,
+                dataclasses.asdict(stager.traffic),
+            )
+            path = report.write()
+        except (*AWS_ERRORS, OSError) as e:
+            self.logger.warning(f"AWS Batch run {self.run_id}: no run report ({e})")
+            return
+        self.logger.info(f"AWS Batch run {self.run_id}, per rule ({path}):\n{report.table()}")
+
+    def _capacity(self, queue: str) -> str | None:
+        """Spot or on-demand, as the queue's first compute environment provides."""
+        try:
+            environments = self.queues.get(queue).environments
+        except (ConfigError, *AWS_ERRORS):
+            return None
+        return run_report.capacity_of(environments[0].kind) if environments else None
 
     def _terminate(self, job_id: str, why: str) -> None:
         reason = f"Snakemake run {self.run_id}: {why}"

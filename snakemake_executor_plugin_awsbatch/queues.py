@@ -65,7 +65,7 @@ class QueueInfo:
     # The instance shapes no other shape dominates; empty when the environments
     # are unmanaged or Fargate (nothing to check against here).
     capacities: tuple[Capacity, ...]
-    environments: tuple[Environment, ...] = ()
+    environments: tuple[Environment, ...] = ()  # in the queue's order
 
     def fits(self, res: JobResources) -> bool:
         return not self.capacities or any(c.holds(res) for c in self.capacities)
@@ -155,9 +155,10 @@ class QueueInspector:
             )
         order = sorted(q.get("computeEnvironmentOrder", []), key=lambda ce: ce["order"])
         arns = [ce["computeEnvironment"] for ce in order]
-        envs = self._batch.describe_compute_environments(computeEnvironments=arns).get(
+        found = self._batch.describe_compute_environments(computeEnvironments=arns).get(
             "computeEnvironments", []
         )
+        envs = sorted(found, key=lambda e: _position(e, arns))  # the queue's order
         fargate = any(
             (e.get("computeResources") or {}).get("type", "").startswith("FARGATE") for e in envs
         )
@@ -195,6 +196,15 @@ class QueueInspector:
         paginator = self._ec2.get_paginator("describe_instance_types")
         pages = paginator.paginate(Filters=[{"Name": "instance-type", "Values": patterns}])
         return [t for page in pages for t in page.get("InstanceTypes", [])]
+
+
+def _position(env: Mapping[str, Any], refs: list[str]) -> int:
+    """Where a described environment stands in the queue's list (names or ARNs):
+    DescribeComputeEnvironments answers in an order of its own."""
+    for i, ref in enumerate(refs):
+        if ref in (env.get("computeEnvironmentArn"), env.get("computeEnvironmentName")):
+            return i
+    return len(refs)
 
 
 def _environment(env: Mapping[str, Any]) -> Environment:

@@ -242,6 +242,17 @@ class ExecutorSettings(ExecutorSettingsBase):
             metavar="SIZE|PERCENT|off",
         ),
     )
+    prices: Optional[list[str]] = field(
+        default=None,
+        metadata=_setting(
+            "Prices for the run report's cost estimate, per vCPU-hour and per GiB-hour of "
+            "what jobs request, on spot and on-demand capacity: spot-vcpu-hour=P "
+            "spot-gib-hour=P on-demand-vcpu-hour=P on-demand-gib-hour=P (any of them). "
+            "Default: none, and no cost column.",
+            nargs="+",
+            metavar="KEY=PRICE",
+        ),
+    )
     submit_rate: int = field(
         default=DEFAULT_SUBMIT_RATE,
         metadata=_setting(

@@ -1,8 +1,9 @@
 """Ctrl-C: Snakemake stops promptly and takes its Batch jobs, their containers and their
-scratch directories with it."""
+scratch directories with it, and still writes its run report."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -74,3 +75,10 @@ def test_ctrl_c_terminates_every_job_of_the_run(
     runs.poll(lambda: not runs.containers_of(sandbox, ids), 30, "the jobs' containers to go")
     # The runner got SIGTERM, stopped the command and removed the scratch directory.
     assert runs.scratch_entries(sandbox, ids) == []
+    # The run report says what the interrupted jobs used, as far as they got.
+    report = json.loads((workflow.workdir / f".snakemake/awsbatch/run-{run_id}.json").read_text())
+    assert sorted(j["job_id"] for j in report["jobs"]) == sorted(ids)
+    assert [j["outcome"] for j in report["jobs"]] == ["cancelled"] * 3
+    assert report["total"]["unfinished"] == 3 and report["total"]["attempts"] == 3
+    assert all(j["running_seconds"] > 0 for j in report["jobs"]), report["jobs"]
+    assert f"AWS Batch run {run_id}, per rule" in output
