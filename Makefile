@@ -6,6 +6,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # Debian packages the sandbox and the example pipeline need.
 APT_PACKAGES := podman runc debootstrap iptables iproute2 bwa samtools bcftools busybox-static
+# The tests also render the documentation site in a real headless browser.
+TEST_APT_PACKAGES := $(APT_PACKAGES) chromium
 
 # The sandbox (moto + podman): `make demo` runs a pipeline from workflows/ on it.
 SANDBOX := $(BIN)/python -m snakemake_executor_plugin_awsbatch.sandbox
@@ -17,7 +19,8 @@ DEMO_ARGS ?=
 # checkov pins many dependencies: its own virtualenv keeps them out of .venv.
 CHECKOV_VENV := .venv-checkov
 
-.PHONY: demo test lint lint-cfn checkov-venv system-deps venv clean sandbox-image sandbox-down
+.PHONY: demo test lint lint-cfn checkov-venv system-deps test-system-deps venv clean \
+	sandbox-image sandbox-down docs docs-serve docs-reference apt-install
 
 venv: $(VENV)/.installed
 
@@ -29,7 +32,13 @@ $(VENV)/.installed: pyproject.toml
 
 # Installs missing Debian packages when run as root; otherwise says what is missing.
 system-deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(APT_PACKAGES)"
+
+test-system-deps:
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(TEST_APT_PACKAGES)"
+
+apt-install:
+	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing:$$missing"; \
@@ -39,8 +48,8 @@ system-deps:
 	fi
 
 lint: venv
-	$(BIN)/ruff check snakemake_executor_plugin_awsbatch tests benchmarks workflows
-	$(BIN)/ruff format --check snakemake_executor_plugin_awsbatch tests benchmarks workflows
+	$(BIN)/ruff check snakemake_executor_plugin_awsbatch tests benchmarks workflows tools
+	$(BIN)/ruff format --check snakemake_executor_plugin_awsbatch tests benchmarks workflows tools
 	$(BIN)/mypy
 
 checkov-venv: $(CHECKOV_VENV)/.installed
@@ -56,8 +65,19 @@ lint-cfn: venv checkov-venv
 	cd cloudformation && ../$(BIN)/cfn-lint *.yaml
 	$(CHECKOV_VENV)/bin/checkov -d cloudformation --framework cloudformation --skip-download --quiet --compact
 
-test: system-deps venv checkov-venv lint
+test: test-system-deps venv checkov-venv lint
 	$(BIN)/pytest -ra
+
+# The documentation site (mkdocs.yml, docs/), built strictly into site/ as the tests do.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
+# docs/reference.md from the code (settings, resources, the stack's parameters and outputs).
+docs-reference: venv
+	$(BIN)/python tools/docs_reference.py
 
 # Starts the sandbox (building its job image the first time, about 2 minutes), runs
 # $(DEMO_WORKFLOW) with the awsbatch profile (results land in its results/), stops the sandbox.

@@ -13,7 +13,7 @@ Workflow: a scatter of N jobs reading one shared input and a gather job; correct
 result.txt equals that of a local run. Per run: wall time, the submitting Snakemake's CPU
 time (with its children), and the Batch and S3 calls counted at the endpoint by two
 proxies (submitting side, jobs). Uses the sandbox $SNAKEMAKE_AWSBATCH_SANDBOX_DIR names,
-else starts one and stops it at the end. See benchmarks/README.md.
+else starts one and stops it at the end. See docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -65,7 +65,9 @@ def _parse_args() -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=1, help="the plugins' order rotates")
     p.add_argument("--jobs", type=int, default=8, help="Snakemake's --jobs for every plugin")
     p.add_argument("--timeout", type=float, default=1800, help="per run, seconds")
-    p.add_argument("--submit-burst", type=int, default=0, metavar="N", help="see the README")
+    p.add_argument(
+        "--submit-burst", type=int, default=0, metavar="N", help="see docs/benchmarks.md"
+    )
     p.add_argument("--json", default="benchmarks/peers-results.json", help="'' for none")
     p.add_argument("--setup", action="store_true", help="create the peers' venvs and stop")
     args = p.parse_args()

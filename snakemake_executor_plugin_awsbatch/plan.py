@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from snakemake_executor_plugin_awsbatch import images, multinode
+from snakemake_executor_plugin_awsbatch import images, multinode, resource_keys
 from snakemake_executor_plugin_awsbatch.config import PluginConfig
 from snakemake_executor_plugin_awsbatch.errors import ConfigError
 from snakemake_executor_plugin_awsbatch.jobdef import ContainerShape, JobDefinitions
@@ -57,6 +57,12 @@ class Planner:
     def plan(self, job: Any, queue: str | None = None) -> JobPlan:
         """The job's plan; raises ConfigError when it cannot run where it is sent."""
         label = _label(job)
+        typos = resource_keys.unknown(job.resources.keys())
+        if typos:
+            raise ConfigError(
+                f"Rule {label}: resource {typos[0]} is not one the plugin reads; it reads "
+                f"{', '.join(sorted(resource_keys.KNOWN))} (docs/reference.md)"
+            )
         nodes = multinode.node_count(label, job.resources)
         queue = queue or self.queue_of(job)
         info = self.queues.get(queue)

@@ -32,6 +32,8 @@ ALL_STATUSES = (*ACTIVE_STATUSES, "SUCCEEDED", "FAILED")
 RUN_ID = re.compile(r"AWS Batch run ([0-9a-f]{12})")
 # The documented name prefix of the job definitions the plugin registers.
 DEFINITION_PREFIX = "snakemake-awsbatch-"
+# The status reason AWS gives a job whose spot instance was reclaimed.
+RECLAIM_REASON = "Host EC2 (instance i-0123456789abcdef0) terminated."
 
 
 def poll(probe: Callable[[], T | None], timeout: float, what: str, interval: float = 1) -> T:
@@ -293,6 +295,13 @@ class Batch:
             for d in page["jobDefinitions"]
             if d["jobDefinitionName"].startswith(DEFINITION_PREFIX)
         }
+
+
+def reclaim(sandbox: testing.RunningSandbox, batch: Batch, job_id: str) -> None:
+    """A spot reclaim of a running job, as Batch reports one, once its container runs.
+    The sandbox's moto makes no retry attempts: the job was reclaimed on every attempt."""
+    poll(lambda: containers_of(sandbox, [job_id]), 30, "the job's container")
+    batch.client.terminate_job(jobId=job_id, reason=RECLAIM_REASON)
 
 
 def containers_of(sandbox: testing.RunningSandbox, job_ids: Iterable[str]) -> dict[str, str]:

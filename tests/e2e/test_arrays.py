@@ -10,7 +10,6 @@ import pytest
 
 from snakemake_executor_plugin_awsbatch.sandbox import testing
 from tests.e2e import runs
-from tests.e2e.test_spot_fallback import RECLAIM_REASON
 
 pytestmark = pytest.mark.e2e
 
@@ -108,8 +107,7 @@ def test_a_reclaimed_child_alone_moves_to_the_priority_queue(
         child = runs.poll(waiting_child, 120, "two children done and one running")
         # The child of wildcard i=1 (Snakemake orders a round's jobs as it likes).
         assert runs.runs_parent(child["jobId"]), child["jobId"]
-        runs.poll(lambda: runs.containers_of(sandbox, [child["jobId"]]), 30, "its container")
-        batch.client.terminate_job(jobId=child["jobId"], reason=RECLAIM_REASON)
+        runs.reclaim(sandbox, batch, child["jobId"])
         snakemake.process.wait(timeout=120)
     finally:
         snakemake.stop()
@@ -119,7 +117,7 @@ def test_a_reclaimed_child_alone_moves_to_the_priority_queue(
     moved = [j for j in jobs.values() if runs.queue_of(j) == priority_queue]
     assert [j["status"] for j in moved] == ["SUCCEEDED"]
     assert jobs[child["jobId"]]["status"] == "FAILED"
-    assert jobs[child["jobId"]]["statusReason"] == RECLAIM_REASON
+    assert jobs[child["jobId"]]["statusReason"] == runs.RECLAIM_REASON
     siblings = [j for i, j in jobs.items() if runs.runs_parent(i) and i != child["jobId"]]
     assert [(runs.queue_of(j), j["status"]) for j in siblings] == [(default_queue, "SUCCEEDED")] * 2
     assert workflow.read_output("results/1.txt").split() == [moved[0]["jobId"], priority_queue]

@@ -20,7 +20,6 @@ from tests.e2e import runs
 
 pytestmark = pytest.mark.e2e
 
-RECLAIM_REASON = "Host EC2 (instance i-0123456789abcdef0) terminated."
 PRICES = {
     "spot-vcpu-hour": 0.0125,
     "spot-gib-hour": 0.0016,
@@ -73,8 +72,7 @@ def test_the_report_adds_up_what_batch_reported(
             return found or None
 
         (first,) = runs.poll(survivor_running, 90, "survivor to run")
-        runs.poll(lambda: runs.containers_of(sandbox, [first["jobId"]]), 30, "its container")
-        batch.client.terminate_job(jobId=first["jobId"], reason=RECLAIM_REASON)
+        runs.reclaim(sandbox, batch, first["jobId"])
         snakemake.process.wait(timeout=180)
     finally:
         snakemake.stop()

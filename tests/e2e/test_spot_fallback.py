@@ -16,7 +16,6 @@ from tests.e2e import runs
 
 pytestmark = pytest.mark.e2e
 
-RECLAIM_REASON = "Host EC2 (instance i-0123456789abcdef0) terminated."
 
 # On the default (spot) queue the job waits to be reclaimed; resubmitted to the priority
 # queue it finishes at once. AWS_BATCH_JQ_NAME is the queue Batch runs the job from.
@@ -52,8 +51,7 @@ def test_reclaimed_job_is_resubmitted_to_the_priority_queue(
             "the job to run",
         )
         assert runs.queue_of(first) == default_queue
-        runs.poll(lambda: runs.containers_of(sandbox, [first["jobId"]]), 30, "the job's container")
-        batch.client.terminate_job(jobId=first["jobId"], reason=RECLAIM_REASON)
+        runs.reclaim(sandbox, batch, first["jobId"])
         snakemake.process.wait(timeout=120)
     finally:
         snakemake.stop()
@@ -65,7 +63,7 @@ def test_reclaimed_job_is_resubmitted_to_the_priority_queue(
         (default_queue, "survivor", "FAILED"),
         (priority_queue, "survivor", "SUCCEEDED"),
     ]
-    assert jobs[0]["statusReason"] == RECLAIM_REASON
+    assert jobs[0]["statusReason"] == runs.RECLAIM_REASON
     # The output is the resubmitted job's work, done on the priority queue.
     assert workflow.read_output("results/survivor.txt").split() == [
         jobs[1]["jobId"],

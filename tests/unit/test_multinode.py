@@ -134,6 +134,12 @@ def manifest_of_single(request: dict) -> dict:
         ),
         ({"awsbatch_nodes": 2.5}, {}, "resource awsbatch_nodes=2.5 is not a whole number"),
         ({"awsbatch_nodes": 0}, {}, "resource awsbatch_nodes=0 is not a whole number"),
+        (
+            {"awsbatch_node": 3},  # a typo would otherwise run the rule on one node
+            {},
+            "Rule mpi: resource awsbatch_node is not one the plugin reads; it reads "
+            "awsbatch_image, awsbatch_node_inputs, awsbatch_nodes, awsbatch_queue",
+        ),
     ],
 )
 def test_bad_multinode_requests_are_refused_before_anything_is_submitted(
