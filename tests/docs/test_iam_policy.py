@@ -19,8 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "snakemake_executor_plugin_awsbatch"
 POLICY = ROOT / "docs" / "iam" / "submitting-user-policy.json"
 JOB_SIDE = {"jobside", "sandbox", "runtime"}  # run in jobs or on the sandbox, not as you
-SERVICES = {"batch": "batch", "s3": "s3", "logs": "logs", "ec2": "ec2"}
-SERVICES["cloudformation"] = "cloudformation"
+SERVICES = ("batch", "s3", "logs", "ec2", "cloudformation")  # IAM prefix = service name
 # S3's IAM actions are not its operations' names.
 S3_ACTIONS = {
     "HeadObject": "s3:GetObject",
@@ -39,9 +38,9 @@ def _operations() -> dict[str, str]:
     """python method name -> IAM action, for the services the plugin uses."""
     session = botocore.session.get_session()
     actions: dict[str, str] = {}
-    for service, prefix in SERVICES.items():
+    for service in SERVICES:
         for operation in session.get_service_model(service).operation_names:
-            action = S3_ACTIONS.get(operation, f"{prefix}:{operation}")
+            action = S3_ACTIONS.get(operation, f"{service}:{operation}")
             actions[xform_name(operation)] = action
     return actions
 

@@ -4,6 +4,7 @@ headless Chromium (Debian's), whose screenshot shows a styled page, not a broken
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import re
@@ -84,13 +85,22 @@ def test_every_resource_key_the_code_reads_is_in_the_reference() -> None:
 # -- in a real browser --------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def served(site: Path) -> Iterator[str]:
-    handler = functools.partial(_QuietHandler, directory=str(site))
+@contextlib.contextmanager
+def _serving(directory: Path) -> Iterator[str]:
+    """A built site over HTTP on a free port, as a browser would load it."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def served(site: Path) -> Iterator[str]:
+    with _serving(site) as url:
+        yield url
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -151,12 +161,6 @@ def test_the_screenshot_check_sees_a_broken_page(site: Path, tmp_path: Path) -> 
     broken = tmp_path / "broken"
     shutil.copytree(site, broken)
     shutil.rmtree(broken / "assets" / "stylesheets")
-    handler = functools.partial(_QuietHandler, directory=str(broken))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/index.html"
-        shot = _screenshot(url, tmp_path / "broken.png")
-    finally:
-        server.shutdown()
+    with _serving(broken) as url:
+        shot = _screenshot(f"{url}/index.html", tmp_path / "broken.png")
     assert any("header" in problem for problem in _looks_rendered(shot))
