@@ -18,17 +18,47 @@ DEMO_ARGS ?=
 
 # checkov pins many dependencies: its own virtualenv keeps them out of .venv.
 CHECKOV_VENV := .venv-checkov
+# The newest releases our ranges allow, without the lock (`make test-latest`).
+LATEST_VENV := .venv-latest
+
+# Exact versions with hashes, made by pip-compile (pip-tools, in .venv) with the machine's
+# own pip configuration; no index URL is written into them (docs/development.md).
+DEV_LOCK     := requirements/dev.txt
+CHECKOV_LOCK := requirements/checkov.txt
+JOB_LOCK     := containers/requirements.txt
+PIP_COMPILE  := $(BIN)/pip-compile --quiet --generate-hashes --no-emit-index-url \
+	--no-emit-find-links --strip-extras
+# The locks are made for this Python (the job image's, Debian 12's).
+LOCK_PYTHON  := 3.11
 
 .PHONY: demo test lint lint-cfn checkov-venv system-deps test-system-deps venv clean \
-	sandbox-image sandbox-down docs docs-serve docs-reference apt-install
+	sandbox-image sandbox-down docs docs-serve docs-reference apt-install python-version \
+	lock lock-upgrade test-latest
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The locked versions, checked against their hashes, then this plugin itself (editable,
+# built by the locked hatchling).
+$(VENV)/.installed: $(DEV_LOCK) pyproject.toml | python-version
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --require-hashes -r $(DEV_LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
+
+python-version:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != tuple(map(int, "$(LOCK_PYTHON)".split("."))))' \
+		|| { echo "the locks are for Python $(LOCK_PYTHON), $(PYTHON) is $$($(PYTHON) --version 2>&1 | cut -d' ' -f2): run make PYTHON=python$(LOCK_PYTHON) ..." >&2; exit 1; }
+
+# Resolves the locks again after a change of pyproject.toml or an .in file, keeping every
+# version that still fits; `make lock-upgrade` moves everything to the newest allowed.
+lock: venv
+	$(PIP_COMPILE) $(LOCK_ARGS) --allow-unsafe --extra test -o $(DEV_LOCK) pyproject.toml requirements/tools.in
+	$(PIP_COMPILE) $(LOCK_ARGS) -o $(JOB_LOCK) containers/requirements.in
+	$(PIP_COMPILE) $(LOCK_ARGS) --allow-unsafe -o $(CHECKOV_LOCK) requirements/checkov.in
+	$(BIN)/python tools/check_job_lock.py $(JOB_LOCK)
+
+lock-upgrade:
+	$(MAKE) lock LOCK_ARGS=--upgrade
 
 # Installs missing Debian packages when run as root; otherwise says what is missing.
 system-deps:
@@ -54,10 +84,9 @@ lint: venv
 
 checkov-venv: $(CHECKOV_VENV)/.installed
 
-$(CHECKOV_VENV)/.installed: Makefile
+$(CHECKOV_VENV)/.installed: $(CHECKOV_LOCK) | python-version
 	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
-	$(CHECKOV_VENV)/bin/pip install --quiet 'checkov==3.3.30'
+	$(CHECKOV_VENV)/bin/pip install --quiet --require-hashes -r $(CHECKOV_LOCK)
 	touch $@
 
 # cfn-lint checks nested outputs only for templates below the working directory.
@@ -67,6 +96,19 @@ lint-cfn: venv checkov-venv
 
 test: test-system-deps venv checkov-venv lint
 	$(BIN)/pytest -ra
+
+# The newest versions pyproject.toml's ranges allow (no lock) in a fresh virtualenv: the
+# unit tests and one real job on the sandbox, whose job image gets the same versions.
+# Not part of `make test` or CI: it finds the next release that breaks us.
+test-latest: system-deps python-version
+	rm -rf $(LATEST_VENV)
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/pip install --quiet --upgrade pip
+	$(LATEST_VENV)/bin/pip install --quiet -e '.[test]'
+	$(LATEST_VENV)/bin/python tools/latest.py report
+	$(LATEST_VENV)/bin/python tools/latest.py job-requirements $(JOB_LOCK) > $(LATEST_VENV)/job-requirements.txt
+	SNAKEMAKE_AWSBATCH_SANDBOX_REQUIREMENTS=$(CURDIR)/$(LATEST_VENV)/job-requirements.txt \
+		$(LATEST_VENV)/bin/pytest -ra -p no:cacheprovider tests/unit tests/e2e/test_pipeline.py
 
 # The documentation site (mkdocs.yml, docs/), built strictly into site/ as the tests do.
 docs: venv
@@ -93,4 +135,4 @@ sandbox-down: venv
 	$(SANDBOX) down
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) $(LATEST_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -3,9 +3,13 @@
 Same files, same S3 endpoint, one run. Every measurement is a fresh process, so
 interpreter start-up and imports count for every tool alike:
 
+    python3 -m venv /tmp/awscli-venv && /tmp/awscli-venv/bin/pip install awscli
     .venv/bin/python benchmarks/staging.py                 # 1 GiB + 1,000 small files
     .venv/bin/python benchmarks/staging.py --large-mib 64  # quick
     .venv/bin/python benchmarks/staging.py --s3fs-python /tmp/s3fs-venv/bin/python
+
+awscli 1.x pins docutils below 0.20, which the project's Snakemake cannot use: like
+s3fs, it runs from a venv of its own (--aws, default /tmp/awscli-venv/bin/aws).
 
 Uses AWS_ENDPOINT_URL when set (the sandbox's moto server), else starts a moto server
 of its own in a separate process. Prints a table and writes JSON (--json).
@@ -34,6 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import dummy_credentials, s3_endpoint
 
 MiB = 1024 * 1024
+# awscli from a venv of its own (see the docstring).
+DEFAULT_AWS = "/tmp/awscli-venv/bin/aws"
 BUCKET = "staging-benchmark"
 ORDER = [
     "large upload",
@@ -113,6 +119,7 @@ def _parse_args() -> argparse.Namespace:
     p.add_argument("--small-kib", type=int, nargs=2, default=[4, 64], metavar=("MIN", "MAX"))
     p.add_argument("--rounds", type=int, default=1, help="repeat each measurement; median kept")
     p.add_argument("--s3fs-python", help="python of a venv with s3fs (it pins another botocore)")
+    p.add_argument("--aws", default=DEFAULT_AWS, help=f"awscli's aws (default {DEFAULT_AWS})")
     p.add_argument("--workdir", help="keep the data here instead of a temporary directory")
     p.add_argument("--json", default="benchmarks/staging-results.json", help="'' for none")
     return p.parse_args()
@@ -130,7 +137,12 @@ def run(args: argparse.Namespace, work: Path, endpoint: str) -> list[Row]:
         f"{len(small)} small files, {small_bytes / MiB:.1f} MiB",
         flush=True,
     )
-    tools = [("ours", _Ours(work)), ("awscli", _AwsCli())]
+    if not os.access(args.aws, os.X_OK):
+        sys.exit(
+            f"no awscli at {args.aws}: python3 -m venv /tmp/awscli-venv && "
+            "/tmp/awscli-venv/bin/pip install awscli (or --aws PATH)"
+        )
+    tools = [("ours", _Ours(work)), ("awscli", _AwsCli(args.aws))]
     if args.s3fs_python:
         tools.append(("s3fs", _S3fs(args.s3fs_python)))
     _warm_up(work)
@@ -325,7 +337,8 @@ class _Ours:
 class _AwsCli:
     """`aws s3 cp` for one file, `aws s3 sync` for a tree, with awscli's default settings."""
 
-    aws = str(Path(sys.executable).parent / "aws")
+    def __init__(self, aws: str) -> None:
+        self.aws = aws
 
     def put_file(self, src: Path, key: str) -> None:
         _run([self.aws, "s3", "cp", "--only-show-errors", str(src), _uri(key)])

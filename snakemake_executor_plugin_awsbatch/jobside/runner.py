@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import pwd
 import shutil
 import signal
 import socket
 import sys
 import time
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -233,6 +235,7 @@ class Runner:
             "TMPDIR": str(scratch.tmpdir),
             "AWSBATCH_SCRATCH_DIR": str(scratch.path),
             in_job.MARKER: "1",
+            **user_name(os.environ),
         }
         if not self._prepare_directories(client, manifest, scratch, report):
             return
@@ -330,6 +333,21 @@ class Runner:
             _fail(report, FAILED, EXIT_OUTPUTS, f"storage directories: {e}")
             return False
         return True
+
+
+def user_name(environ: Mapping[str, str]) -> dict[str, str]:
+    """USER for a command whose image has no passwd entry for this uid (a static busybox).
+
+    Snakemake (9.27) names the user in its log's header with getpass.getuser(), which
+    reads LOGNAME, USER, LNAME or USERNAME, else the passwd entry, and fails without one.
+    """
+    if any(environ.get(name) for name in ("LOGNAME", "USER", "LNAME", "USERNAME")):
+        return {}
+    try:
+        pwd.getpwuid(os.getuid())
+    except KeyError:
+        return {"USER": str(os.getuid())}
+    return {}
 
 
 def _fail(report: Report, status: str, exit_code: int, error: str) -> None:

@@ -85,12 +85,6 @@ def _parser() -> argparse.ArgumentParser:
     status = command("status", _status, "what runs, on which port, which image")
     status.add_argument("--json", action="store_true", help="print the state as JSON")
     command("build-image", _build_image, "build the sandbox's job image, print its tag", starting)
-    pins = commands.add_parser(
-        "pins",
-        help="print this machine's Snakemake, storage plugin and boto3 versions as "
-        "requirements (containers/requirements.txt for the AWS image)",
-    )
-    pins.set_defaults(handler=_pins)
     return parser
 
 
@@ -217,9 +211,4 @@ def _build_image(args: argparse.Namespace) -> int:
     tools = prereqs.require(prereqs.RUNTIME_TOOLS)
     podman.write_config(state, tools["runc"])
     print(image.ensure_image(state, _packages(args)))
-    return 0
-
-
-def _pins(args: argparse.Namespace) -> int:
-    print("\n".join(pin for pin in image.host_requirements() if "==" in pin))
     return 0

@@ -3,9 +3,10 @@
 Two layers of the job image, each cached in podman's image store under a tag hashed from its inputs:
 
 - base  `localhost/snakemake-awsbatch-sandbox-base:<key>`: Debian (the machine's own apt
-  mirror and suite) + Debian packages + a venv with Snakemake, the S3 storage plugin,
-  the snakemake-interface-* packages and boto3 pinned to the versions installed on the
-  submitting side. Built once (about two minutes), see rootfs.py.
+  mirror and suite) + Debian packages + a venv with the job side's Python packages at
+  the versions of containers/requirements.txt, the lock the AWS job image installs (the
+  Snakemake in it must be the one installed here). Built once (about two minutes), see
+  rootfs.py.
 - final `localhost/snakemake-awsbatch-sandbox:<key>`: base + this plugin from the current
   source tree. Rebuilt in seconds whenever a source file changes.
 
@@ -46,11 +47,12 @@ PACKAGES_ENV = "SNAKEMAKE_AWSBATCH_SANDBOX_PACKAGES"
 DEFAULT_PACKAGES = ("bwa", "samtools", "bcftools", "openmpi-bin", "python3-mpi4py")
 # Bump when the way the base is built changes, so old bases are not reused.
 BUILDER_VERSION = "2"
-# The job side must run what the submitting side runs: these distributions are pinned to
-# the versions installed here. hatchling installs this plugin's source tree offline.
-PINNED = ("snakemake", "snakemake-storage-plugin-s3", "boto3")
-PINNED_PREFIX = "snakemake-interface-"
-BUILD_BACKEND = "hatchling"
+# The job side's Python packages: containers/requirements.txt, the lock the AWS job image
+# installs too, unless this variable names another requirements file (`make test-latest`).
+REQUIREMENTS_ENV = "SNAKEMAKE_AWSBATCH_SANDBOX_REQUIREMENTS"
+# The job's Snakemake must be the submitting side's, and so must what it loads with it.
+MATCHED = ("snakemake", "snakemake-storage-plugin-s3")
+MATCHED_PREFIX = "snakemake-interface-"
 
 PACKAGE_DIR = Path(snakemake_executor_plugin_awsbatch.__file__).parent
 IMAGE_FILES = Path(__file__).parent / "image_files"
@@ -60,8 +62,9 @@ IMAGE_FILES = Path(__file__).parent / "image_files"
 class BaseSpec:
     source: debian.Source
     packages: tuple[str, ...]
-    requirements: tuple[str, ...]
+    requirements: tuple[str, ...]  # name==version, from requirements_file
     python_version: str | None
+    requirements_file: Path | None = None  # None: the pins are all there is
 
     @property
     def tag(self) -> str:
@@ -77,11 +80,13 @@ class BaseSpec:
 
 
 def base_spec(packages: Sequence[str] | None = None) -> BaseSpec:
+    path = requirements_file()
     return BaseSpec(
         source=debian.host_source(),
         packages=tuple(sorted(set(packages if packages is not None else default_packages()))),
-        requirements=host_requirements(),
+        requirements=job_requirements(path),
         python_version=image_python_version(),
+        requirements_file=path,
     )
 
 
@@ -90,20 +95,46 @@ def default_packages() -> tuple[str, ...]:
     return tuple(configured.split()) if configured is not None else DEFAULT_PACKAGES
 
 
-def host_requirements() -> tuple[str, ...]:
-    """`name==version` for each distribution pinned to this machine's installed version."""
-    pins = []
-    for dist in importlib.metadata.distributions():
-        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
-        if name in PINNED or name.startswith(PINNED_PREFIX):
-            pins.append(f"{name}=={dist.version}")
-    missing = [name for name in PINNED if not any(p.startswith(f"{name}==") for p in pins)]
-    if missing:
+def requirements_file() -> Path:
+    """The job image's requirements: $SNAKEMAKE_AWSBATCH_SANDBOX_REQUIREMENTS, else the
+    source tree's lock (like runtime.Dockerfile, it is not part of the wheel)."""
+    configured = os.environ.get(REQUIREMENTS_ENV)
+    path = Path(configured) if configured else PACKAGE_DIR.parent / "containers/requirements.txt"
+    if not path.is_file():
         raise SandboxError(
-            f"{', '.join(missing)} not installed here; install the sandbox extra: "
-            f"pip install '{DISTRIBUTION}[sandbox]'"
+            f"no {path}: the sandbox installs the job side's Python packages from the source "
+            "tree's containers/requirements.txt; install the plugin from a source checkout "
+            f"(pip install -e .) or name a requirements file in ${REQUIREMENTS_ENV}"
         )
-    return (*sorted(set(pins)), BUILD_BACKEND)
+    return path
+
+
+def job_requirements(path: Path) -> tuple[str, ...]:
+    """`name==version` of every requirement in the file (hashes and comments dropped),
+    checked against this machine: the job side runs the Snakemake it runs."""
+    pins = tuple(sorted(_pinned_lines(path)))
+    for pin in pins:
+        name, _, wanted = pin.partition("==")
+        if name in MATCHED or name.startswith(MATCHED_PREFIX):
+            installed = runtime.version(name)
+            if installed != wanted:
+                raise SandboxError(
+                    f"the job image would run {name} {wanted} ({path}), this machine runs "
+                    f"{installed}: install the locked versions (pip install -r "
+                    "requirements/dev.txt, or `make venv`), or change the lock (make lock)"
+                )
+    return pins
+
+
+def _pinned_lines(path: Path) -> Iterator[str]:
+    for line in path.read_text().splitlines():
+        requirement = line.split("#", 1)[0].split(";", 1)[0].strip().rstrip("\\").strip()
+        if not requirement or requirement.startswith("-"):
+            continue
+        if "==" not in requirement:
+            raise SandboxError(f"{path}: {requirement!r} is not pinned to one version (name==X)")
+        name, _, version = requirement.partition("==")
+        yield f"{name.strip().lower().replace('_', '-')}=={version.strip()}"
 
 
 def image_python_version() -> str | None:
@@ -216,6 +247,7 @@ def _build_base(state: StateDir, base: BaseSpec) -> None:
         base.source,
         base.packages,
         base.requirements,
+        base.requirements_file,
         base.python_version,
         log,
         podman.environment(state),

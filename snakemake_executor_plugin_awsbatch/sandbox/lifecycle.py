@@ -25,6 +25,7 @@ from snakemake_executor_plugin_awsbatch.sandbox import (
     exports,
     image,
     instance,
+    moto_compat,
     moto_server,
     node_network,
     podman,
@@ -68,6 +69,7 @@ def _start(
 ) -> dict[str, Any]:
     tools = prereqs.require(prereqs.RUNTIME_TOOLS)
     prereqs.require_root("the sandbox")
+    moto_compat.require()  # before the image build, which may take minutes
     if port is not None:
         ports.check_free(port)
     templates = environment.templates_dir()

@@ -277,13 +277,13 @@ def _retries() -> None:
     from moto.batch.models import Job
     from moto.batch.responses import BatchResponse
 
-    original_submit = BatchResponse.submitjob
+    original_submit = BatchResponse.submit_job
     original_init = Job.__init__
     original_run = Job.run
     original_mark_stopped = Job._mark_stopped
     original_stop_attempt = Job._stop_attempt
 
-    def submitjob(self: BatchResponse) -> str:
+    def submit_job(self: BatchResponse) -> str:
         strategy = self._get_param("retryStrategy")
         attempts = (strategy or {}).get("attempts", 1)
         if not 1 <= attempts <= MAX_ATTEMPTS:
@@ -329,7 +329,7 @@ def _retries() -> None:
         if self.latest_attempt and self.job_stopped_reason:
             self.latest_attempt["statusReason"] = self.job_stopped_reason
 
-    BatchResponse.submitjob = submitjob  # type: ignore[method-assign]
+    BatchResponse.submit_job = submit_job  # type: ignore[method-assign]
     Job.__init__ = init  # type: ignore[method-assign]
     Job.run = run  # type: ignore[method-assign]
     Job._mark_stopped = mark_stopped  # type: ignore[method-assign]

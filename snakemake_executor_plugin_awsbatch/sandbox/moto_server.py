@@ -29,7 +29,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from snakemake_executor_plugin_awsbatch.sandbox import moto_patches
+from snakemake_executor_plugin_awsbatch.sandbox import moto_compat, moto_patches
+from snakemake_executor_plugin_awsbatch.sandbox.errors import SandboxError
 from snakemake_executor_plugin_awsbatch.sandbox.exports import DUMMY_KEY as SANDBOX_KEY
 from snakemake_executor_plugin_awsbatch.sandbox.podman import CONTAINER_LABEL
 
@@ -61,6 +62,10 @@ def main(argv: list[str] | None = None) -> None:
     disks = (Path(args.instance_disk), Path(args.node_disks)) if args.instance_disk else None
     node_network = (args.node_network, args.node_gateway) if args.node_network else None
 
+    try:
+        moto_compat.require()
+    except SandboxError as err:
+        sys.exit(f"error: {err}")  # one line, the last of moto.log, which `up` reports
     moto_patches.apply((CONTAINER_LABEL, args.label), args.grace, args.port, node_network, disks)
 
     # Imported after patching so nothing binds moto.settings before the patch.

@@ -115,10 +115,10 @@ def _submissions() -> None:
     from moto.batch.models import Job
     from moto.batch.responses import BatchResponse
 
-    original_submit = BatchResponse.submitjob
+    original_submit = BatchResponse.submit_job
     original_init = Job.__init__
 
-    def submitjob(self: BatchResponse) -> str:
+    def submit_job(self: BatchResponse) -> str:
         overrides = self._get_param("nodeOverrides")
         definition = self.batch_backend.get_job_definition(self._get_param("jobDefinition") or "")
         if definition is not None and definition.type == "multinode":
@@ -136,7 +136,7 @@ def _submissions() -> None:
         if self.job_definition.type == "multinode":
             _JOBS[self] = _Multinode(getattr(_submitting, "overrides", None) or {})
 
-    BatchResponse.submitjob = submitjob  # type: ignore[method-assign]
+    BatchResponse.submit_job = submit_job  # type: ignore[method-assign]
     Job.__init__ = init  # type: ignore[method-assign]
 
 
@@ -501,7 +501,7 @@ def _descriptions() -> None:
     original_describe = Job.describe
     original_describe_short = Job.describe_short
     original_describe_jobs = BatchBackend.describe_jobs
-    original_listjobs = BatchResponse.listjobs
+    original_list_jobs = BatchResponse.list_jobs
 
     def describe(self: Job) -> dict[str, Any]:
         result = original_describe(self)
@@ -522,10 +522,10 @@ def _descriptions() -> None:
         found = original_describe_jobs(self, others) if others or not wanted else []
         return found + [describe_node(*node) for node in nodes if node is not None]
 
-    def listjobs(self: BatchResponse) -> str:
+    def list_jobs(self: BatchResponse) -> str:
         parent_id = self._get_param("multiNodeJobId")
         if not parent_id:
-            return original_listjobs(self)
+            return original_list_jobs(self)
         import json
 
         parent = self.batch_backend.get_job_by_id(parent_id)
@@ -541,7 +541,7 @@ def _descriptions() -> None:
     Job.describe = describe  # type: ignore[method-assign]
     Job.describe_short = describe_short  # type: ignore[method-assign]
     BatchBackend.describe_jobs = describe_jobs  # type: ignore[method-assign]
-    BatchResponse.listjobs = listjobs  # type: ignore[method-assign]
+    BatchResponse.list_jobs = list_jobs  # type: ignore[method-assign]
 
 
 def _describe_parent(job: Job, result: dict[str, Any]) -> None:

@@ -7,7 +7,10 @@ Steps (as root, in a temporary directory):
    pinned Python requirements. The host's pip runs with the host's configuration (config
    files, PIP_* variables, CA bundle, local find-links), so it resolves exactly as
    `pip install` does on this machine and the chroot needs no network or pip config.
-2. In the chroot: `python3 -m venv /opt/venv` and an offline install from the wheelhouse.
+   With a hashed lock, the host's pip checks every download against it.
+2. In the chroot: `python3 -m venv /opt/venv` and an offline install from the wheelhouse
+   of exactly the pinned versions (a wheel built from an sdist has a hash of its own, so
+   the chroot's pip is given the versions, not the hashes).
 3. `tar | podman import` with PATH, WORKDIR and CMD set.
 """
 
@@ -62,23 +65,28 @@ def build_base(
     source: Source,
     packages: Sequence[str],
     requirements: Sequence[str],
+    requirements_file: Path | None,
     python_version: str | None,
     log: Path,
     podman_env: dict[str, str],
 ) -> None:
     """Build the base image and import it into podman as tag.
 
+    requirements: `name==version` of every package the venv gets; requirements_file, if
+    given, is where they come from, with their hashes, which the host's pip checks.
+
     python_version is the image's Python (major.minor) if known beforehand (then the
     wheelhouse is fetched while debootstrap runs), else None (read from the chroot after).
     """
     with tempfile.TemporaryDirectory(prefix="awsbatch-sandbox-rootfs-", dir="/var/tmp") as tmp:
         root, wheels = Path(tmp) / "root", Path(tmp) / "wheels"
+        wanted = ["-r", str(requirements_file)] if requirements_file else list(requirements)
         with open(log, "a") as out:
             include = sorted({*BASE_PACKAGES, *packages})
             debootstrap = _start_debootstrap(root, source, include, out)
             try:
                 if python_version is not None:
-                    _fetch_wheels(wheels, requirements, python_version, out)
+                    _fetch_wheels(wheels, wanted, python_version, out)
             finally:
                 status = debootstrap.wait()
             if status != 0:
@@ -86,7 +94,7 @@ def build_base(
                     f"debootstrap {source.suite} from {source.mirror} failed; see {log}"
                 )
             if python_version is None:
-                _fetch_wheels(wheels, requirements, chroot_python_version(root), out)
+                _fetch_wheels(wheels, wanted, chroot_python_version(root), out)
             _install_venv(root, wheels, requirements, out)
             _tidy(root)
             _import(root, tag, podman_env, out)

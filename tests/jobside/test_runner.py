@@ -11,6 +11,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from snakemake_executor_plugin_awsbatch.jobside import runner
 from snakemake_executor_plugin_awsbatch.jobside.manifest import pack
 from snakemake_executor_plugin_awsbatch.transfer import download_files, sha256_bytes
 from tests.jobside.harness import Job
@@ -280,3 +281,16 @@ def test_sigterm_during_download_stops_it_and_cleans_up(tmp_path: Path, bucket: 
     report = job.report()
     assert (report.status, report.command_exit_code) == ("terminated", None)
     assert_scratch_clean(job)
+
+
+def test_a_uid_without_a_passwd_entry_gets_a_user_name(monkeypatch):
+    def no_entry(uid):
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.setattr(runner.pwd, "getpwuid", no_entry)
+    assert runner.user_name({}) == {"USER": str(os.getuid())}
+    assert runner.user_name({"LOGNAME": "alice"}) == {}
+
+
+def test_a_uid_with_a_passwd_entry_keeps_its_own_name():
+    assert runner.user_name({}) == {}

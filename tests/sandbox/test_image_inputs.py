@@ -11,6 +11,8 @@ import pytest
 from snakemake_executor_plugin_awsbatch.sandbox import debian, exports, image
 from snakemake_executor_plugin_awsbatch.sandbox.errors import SandboxError
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 def _apt_dir(tmp_path: Path, sources_list: str = "", **deb822: str) -> Path:
     (tmp_path / "sources.list.d").mkdir()
@@ -47,15 +49,31 @@ def test_no_source_is_one_clear_error(tmp_path):
         debian.host_source(_apt_dir(tmp_path))
 
 
-def test_pins_are_the_installed_versions():
-    pins = image.host_requirements()
-    for name in (
-        "snakemake",
-        "snakemake-storage-plugin-s3",
-        "boto3",
-        "snakemake-interface-executor-plugins",
-    ):
-        assert f"{name}=={importlib.metadata.version(name)}" in pins
+def test_job_image_installs_the_lock_at_this_machines_snakemake():
+    spec = image.base_spec()
+    assert spec.requirements_file == REPO / "containers" / "requirements.txt"
+    for name in ("snakemake", "snakemake-storage-plugin-s3", "boto3", "hatchling"):
+        assert any(pin.startswith(f"{name}==") for pin in spec.requirements), name
+    assert f"snakemake=={importlib.metadata.version('snakemake')}" in spec.requirements
+    # every dependency is pinned, not only the top-level ones
+    assert any(pin.startswith("pyyaml==") for pin in spec.requirements)
+
+
+def test_a_lock_with_another_snakemake_is_one_clear_error(tmp_path, monkeypatch):
+    lock = tmp_path / "requirements.txt"
+    lock.write_text("snakemake==9.0.0 \\\n    --hash=sha256:00\nboto3==1.0\n")
+    monkeypatch.setenv(image.REQUIREMENTS_ENV, str(lock))
+    installed = importlib.metadata.version("snakemake")
+    with pytest.raises(SandboxError, match=f"snakemake 9.0.0 .*this machine runs {installed}"):
+        image.base_spec()
+
+
+def test_an_unpinned_requirement_is_refused(tmp_path, monkeypatch):
+    lock = tmp_path / "requirements.txt"
+    lock.write_text("boto3>=1.0\n")
+    monkeypatch.setenv(image.REQUIREMENTS_ENV, str(lock))
+    with pytest.raises(SandboxError, match=r"'boto3>=1\.0' is not pinned"):
+        image.base_spec()
 
 
 def test_source_digest_follows_content_not_bytecode(tmp_path):

@@ -82,7 +82,8 @@ def test_every_setting_is_documented_with_its_default() -> None:
 
 def test_dry_run_needs_no_aws(tmp_path) -> None:
     """`-n` makes no AWS call: no credentials, no region, no image, and an endpoint that
-    refuses every connection still give a dry run that lists the job."""
+    refuses every connection still give a dry run that lists the job. Since Snakemake 9.27
+    a dry run checks the command line against the executor, which needs `--jobs`."""
     (tmp_path / "Snakefile").write_text(
         'rule hello:\n    output: "hello.txt"\n    shell: "echo hi > {output}"\n'
     )
@@ -94,14 +95,17 @@ def test_dry_run_needs_no_aws(tmp_path) -> None:
         "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
         "AWS_EC2_METADATA_DISABLED": "true",
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--executor", "awsbatch"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        check=False,
-    )
+    command = [sys.executable, "-m", "snakemake", "-n", "--executor", "awsbatch"]
+
+    def dry_run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*command, *args], capture_output=True, text=True, env=env, cwd=tmp_path
+        )
+
+    done = dry_run("--jobs", "4")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "This was a dry-run" in done.stdout + done.stderr
     assert "hello" in done.stdout
+    without_jobs = dry_run()
+    assert without_jobs.returncode == 1
+    assert "maximum number of parallel jobs" in without_jobs.stdout + without_jobs.stderr
