@@ -77,9 +77,12 @@ apt-install:
 		echo "missing Debian packages:$$missing -- install them with: sudo apt-get install$$missing" >&2; exit 1; \
 	fi
 
+LINTED := snakemake_executor_plugin_awsbatch snakemake_scheduler_plugin_awsbatch tests benchmarks \
+	workflows tools
+
 lint: venv
-	$(BIN)/ruff check snakemake_executor_plugin_awsbatch tests benchmarks workflows tools
-	$(BIN)/ruff format --check snakemake_executor_plugin_awsbatch tests benchmarks workflows tools
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
 
 checkov-venv: $(CHECKOV_VENV)/.installed

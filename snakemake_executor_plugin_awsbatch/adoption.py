@@ -26,7 +26,7 @@ import hashlib
 import json
 import shlex
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -51,10 +51,23 @@ def identity(job: Any) -> str:
     return _digest({"rules": sorted(job.rules), "outputs": outputs})
 
 
-def fingerprint(job_identity: str, command: str, inputs: Iterable[InputEntry]) -> str:
-    """What the job would compute: same command, same input contents."""
+def fingerprint(
+    job_identity: str,
+    command: str,
+    inputs: Iterable[InputEntry],
+    planned: Sequence[Mapping[str, Any]] = (),
+) -> str:
+    """What the job would compute: same command, same input contents, same planned files
+    (in S3 storage, the inputs are only named there)."""
     files = sorted((e.path, e.sha256) for e in inputs)
-    return _digest({"job": job_identity, "command": _command_words(command), "inputs": files})
+    return _digest(
+        {
+            "job": job_identity,
+            "command": _command_words(command),
+            "inputs": files,
+            "planned": list(planned),
+        }
+    )
 
 
 def _command_words(command: str) -> list[str]:

@@ -21,14 +21,17 @@ from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 
 from snakemake_executor_plugin_awsbatch import arrays, multinode, runtime, status
 from snakemake_executor_plugin_awsbatch.adoption import Orphan, Orphans, fingerprint, identity
+from snakemake_executor_plugin_awsbatch.checkpoint_names import UpstreamNames
 from snakemake_executor_plugin_awsbatch.companions import Companions, StorageCompanions
 from snakemake_executor_plugin_awsbatch.jobside.manifest import (
+    DirectoryNames,
     InputEntry,
     Manifest,
     NodeGroup,
     StorageDirectory,
     pack,
 )
+from snakemake_executor_plugin_awsbatch.jobside.planned import planned_jobs
 from snakemake_executor_plugin_awsbatch.plan import JobPlan, Planner
 from snakemake_executor_plugin_awsbatch.staging import Product, Stager
 from snakemake_executor_plugin_awsbatch.staging_files import (
@@ -80,12 +83,19 @@ class _Item:
     identity: str
     in_storage: list[InputEntry]  # index files next to its inputs in S3 storage
     directories: list[StorageDirectory]  # its directory() files in S3 storage
+    planned: list[dict[str, Any]]  # what each of its rules reads and writes (planned.py)
+    names: list[DirectoryNames]  # of the checkpoint directories upstream of it
     entries: list[InputEntry] = field(default_factory=list)
     fingerprint: str = ""
 
     @property
     def tags(self) -> str:
         return tag_value("+".join(sorted(self.job.rules)))
+
+    def staged(self, entries: list[InputEntry]) -> None:
+        """Its inputs are in S3: what it reads, and so what it computes, is known."""
+        self.entries = entries + self.in_storage
+        self.fingerprint = fingerprint(self.identity, self.command, self.entries, self.planned)
 
 
 @dataclass
@@ -111,6 +121,7 @@ class Dispatcher:
         stager: Stager,
         companions: Companions,
         storage_companions: StorageCompanions,
+        upstream_names: UpstreamNames,
         submitter: Submitter,
         orphans: Orphans,
         format_job_exec: Callable[[Any], str],
@@ -129,6 +140,7 @@ class Dispatcher:
         self.stager = stager
         self.companions = companions
         self.storage_companions = storage_companions
+        self.upstream_names = upstream_names
         self.submitter = submitter
         self.orphans = orphans
         self.format_job_exec = format_job_exec
@@ -153,8 +165,7 @@ class Dispatcher:
         for item, entries in zip(
             items, self.stager.job_inputs([i.inputs for i in items]), strict=True
         ):
-            item.entries = entries + item.in_storage
-            item.fingerprint = fingerprint(item.identity, item.command, item.entries)
+            item.staged(entries)
         fresh = []
         for item in items:
             orphan = self._claim(item)
@@ -190,8 +201,7 @@ class Dispatcher:
         """One job alone, e.g. a spot-reclaimed array child moving to the priority queue."""
         item = self._item(job, plan)
         (entries,) = self.stager.job_inputs([item.inputs])
-        item.entries = entries + item.in_storage
-        item.fingerprint = fingerprint(item.identity, item.command, item.entries)
+        item.staged(entries)
         submission = self._submission([item], suffix)
         self.stager.put_records([(submission.manifest_uri, submission.body)])
         (info,) = self._infos(submission, self._send(submission))
@@ -212,6 +222,8 @@ class Dispatcher:
             directories=storage_directories(
                 job, self.storage_companions.local_prefix, self.storage_companions.job_prefix
             ),
+            planned=planned_jobs(job),
+            names=self.upstream_names.of_job(job),
         )
 
     def _claim(self, item: _Item) -> Orphan | None:
@@ -274,6 +286,8 @@ class Dispatcher:
                 },
                 item.directories,
                 self._node_group(item.plan),
+                item.planned,
+                item.names,
             )
             for index, (key, item) in enumerate(zip(keys, members, strict=True))
         ]

@@ -27,6 +27,7 @@ from snakemake_executor_plugin_awsbatch import (
     arrays,
     checkpoint_names,
     images,
+    job_exec,
     run_report,
     runtime,
     status,
@@ -44,6 +45,7 @@ from snakemake_executor_plugin_awsbatch.dispatch import Dispatcher, JobState
 from snakemake_executor_plugin_awsbatch.errors import ConfigError
 from snakemake_executor_plugin_awsbatch.follow import Follower, Outcomes
 from snakemake_executor_plugin_awsbatch.jobdef import JobDefinitions
+from snakemake_executor_plugin_awsbatch.jobside.planned import SCHEDULER
 from snakemake_executor_plugin_awsbatch.plan import JobPlan, Planner
 from snakemake_executor_plugin_awsbatch.queues import QueueInspector
 from snakemake_executor_plugin_awsbatch.settings import ExecutorSettings
@@ -118,6 +120,13 @@ class Executor(RemoteExecutor):
             stager=self.stager,
             companions=self.companions,
             storage_companions=self.storage_companions,
+            upstream_names=checkpoint_names.UpstreamNames(
+                self.stager.client,
+                workdir=self.stager.workdir,
+                local_prefix=self.storage_companions.local_prefix,
+                job_prefix=self.storage_companions.job_prefix,
+                enabled=any(rule.is_checkpoint for rule in self.workflow.rules),
+            ),
             submitter=self.submitter,
             orphans=self.orphans,
             format_job_exec=self._job_exec,
@@ -280,8 +289,15 @@ class Executor(RemoteExecutor):
 
     def _job_exec(self, job: Any) -> str:
         # The job runs in the rule's own image already: its Snakemake must not start
-        # apptainer for the rule's container: (images.py).
-        return images.without_container_methods(self.format_job_exec(job))
+        # apptainer for the rule's container: (images.py); and it runs in its scratch
+        # directory, not in this machine's (job_exec.py).
+        command = job_exec.without_directory(
+            self.format_job_exec(job), self.workflow.overwrite_workdir
+        )
+        return images.without_container_methods(command)
+
+    def get_snakefile(self) -> str:
+        return job_exec.relative_snakefile(self.snakefile, self.stager.workdir)
 
     def additional_general_args(self) -> str:
         # The job's Snakemake would print each rule's block and repeat its error report,
@@ -290,11 +306,12 @@ class Executor(RemoteExecutor):
         # Its default job rate limit (100/1s) leaves a 1 s timer thread that the process
         # waits for before it exits: a second of every job. A job runs one rule, so no
         # limit is needed ("0s": the timer fires at once). Nor is the ILP scheduler, which
-        # starts the CBC solver for every job (a binary tool-only images cannot run).
+        # starts the CBC solver for every job (a binary tool-only images cannot run): it
+        # schedules greedily, after checking each job against the plan (plan_check.py).
         # In S3 storage mode its local copies stay in the scratch directory (removed with
         # it anyway) for the runner to see a directory's empty subdirectories.
         return (
-            "--quiet progress rules host --max-jobs-per-timespan 100/0s --scheduler greedy "
+            f"--quiet progress rules host --max-jobs-per-timespan 100/0s --scheduler {SCHEDULER} "
             "--keep-storage-local-copies"
         )
 

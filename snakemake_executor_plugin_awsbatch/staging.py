@@ -31,6 +31,7 @@ from snakemake_executor_plugin_awsbatch.config import S3Location
 from snakemake_executor_plugin_awsbatch.errors import ConfigError
 from snakemake_executor_plugin_awsbatch.jobside.manifest import (
     PACK_NAME,
+    DirectoryNames,
     InputEntry,
     Manifest,
     NodeGroup,
@@ -206,6 +207,8 @@ class Stager:
         record: dict[str, str],
         directories: Sequence[StorageDirectory] = (),
         nodes: NodeGroup | None = None,
+        plan: Sequence[dict[str, Any]] = (),
+        names: Sequence[DirectoryNames] = (),
     ) -> Manifest:
         """A job's manifest (nothing written yet); remembers its temp() outputs."""
         report_uri = self.job_uris(key)[1]
@@ -229,6 +232,8 @@ class Stager:
             input_cache=self.input_cache,
             record=record,
             nodes=nodes,
+            plan=list(plan),
+            names=list(names),
         )
 
     def pack_uri(self, array_name: str) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 from botocore.exceptions import ClientError
 
 from ..transfer import S3Client, S3Uri
-from .manifest import StorageDirectory
+from .manifest import DirectoryNames, StorageDirectory
 
 FORMAT = "snakemake-awsbatch-directory"
 VERSION = 1
@@ -79,6 +79,35 @@ def restore(client: S3Client, directories: list[StorageDirectory], workdir: Path
             made += 1
         date_1970(top)
     return made
+
+
+def write_names(workdir: Path, entries: list[DirectoryNames]) -> int:
+    """Make the names of upstream checkpoints' directories (manifest.DirectoryNames) where
+    nothing lies yet; returns how many files were named.
+
+    What the job fetched there (a shard that is also an input) stays as it is. What is
+    made here is dated 1970, so that Snakemake takes it for a stale copy wherever it
+    compares: the whole tree when the directory was not there at all."""
+    named = 0
+    for entry in entries:
+        top = workdir / entry.path
+        fresh = not os.path.lexists(top)
+        made = [top / name for name in entry.dirs if not os.path.lexists(top / name)]
+        for path in made:
+            path.mkdir(parents=True, exist_ok=True)
+        for name in entry.files:
+            path = top / name
+            if not os.path.lexists(path):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.touch()
+                made.append(path)
+                named += 1
+        top.mkdir(parents=True, exist_ok=True)
+        if fresh:
+            date_1970(top)
+        for path in made:
+            os.utime(path, (0, 0))
+    return named
 
 
 def date_1970(top: Path) -> None:

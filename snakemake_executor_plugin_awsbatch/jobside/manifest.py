@@ -15,9 +15,13 @@ from typing import Any
 
 from ..transfer.paths import checked_relpath
 from ..transfer.uri import S3Uri
-from . import cache
+from . import cache, planned
 
-MANIFEST_VERSION = 1
+# 2: the plan (what the submitting side planned for each rule of the job, planned.py) and
+# the names of upstream checkpoints' directories.
+# Version 1 manifests, of runs before it, are still read (adoption finds them).
+MANIFEST_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 OUTPUT_KINDS = ("output", "log", "benchmark")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -102,6 +106,22 @@ class StorageDirectory:
 
 
 @dataclass(frozen=True)
+class DirectoryNames:
+    """A checkpoint's directory() output upstream of the job, as names only.
+
+    The job's Snakemake builds its DAG again and runs its input functions anew, and the
+    usual one globs such a directory (`checkpoints.x.get().output[0]`). The runner makes,
+    at `path` (the job's copy of the directory: in the working directory, or the storage
+    plugin's local copy), the subdirectories `dirs` and an empty file for each of
+    `files`, dated 1970, where nothing lies yet; the data stays where it is.
+    """
+
+    path: str
+    dirs: tuple[str, ...]
+    files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class NodeGroup:
     """A multi-node parallel job's nodes (jobside/nodes.py).
 
@@ -136,6 +156,10 @@ class Manifest:
     # a size ("<bytes>B") or a share of the scratch file system ("25%").
     input_cache: str = cache.OFF
     nodes: NodeGroup | None = None  # a multi-node parallel job's
+    # Per rule the job runs: its inputs, outputs, logs and benchmark as the submitting side
+    # planned them (planned.py); the job's Snakemake runs exactly these or nothing.
+    plan: list[dict[str, Any]] = field(default_factory=list)
+    names: list[DirectoryNames] = field(default_factory=list)  # of upstream checkpoints
     version: int = MANIFEST_VERSION
 
     def to_json(self, compact: bool = False) -> str:
@@ -152,11 +176,11 @@ class Manifest:
             raise ManifestError(f"manifest is not valid JSON: {e}") from None
         if not isinstance(data, dict):
             raise ManifestError("manifest is not a JSON object")
-        if data.get("version") != MANIFEST_VERSION:
+        if data.get("version") not in READABLE_VERSIONS:
             raise ManifestError(
                 f"manifest version {data.get('version')!r} is not supported by this runner "
-                f"(it reads version {MANIFEST_VERSION}); the job image's plugin version "
-                "must match the submitting side's"
+                f"(it reads versions {', '.join(map(str, READABLE_VERSIONS))}); the job "
+                "image's plugin version must match the submitting side's"
             )
         try:
             return _parse(data)
@@ -189,6 +213,9 @@ def _parse(data: dict[str, Any]) -> Manifest:
         record={str(k): str(v) for k, v in record.items()},
         input_cache=_cache_setting(data.get("input_cache", cache.OFF)),
         nodes=_nodes(data["nodes"]) if data.get("nodes") is not None else None,
+        plan=[_planned(e) for e in _typed(data.get("plan", []), list, "plan")],
+        names=[_names(e) for e in _typed(data.get("names", []), list, "names")],
+        version=data["version"],
     )
 
 
@@ -230,6 +257,27 @@ def _directory(e: dict[str, Any]) -> StorageDirectory:
     S3Uri.parse(entry.uri)
     if entry.path:
         checked_relpath(entry.path)
+    return entry
+
+
+def _planned(e: Any) -> dict[str, Any]:
+    entry = _typed(e, dict, "plan entry")
+    _typed(entry["rule"], str, "plan.rule")
+    for kind in planned.KINDS:
+        files = _typed(entry[kind], list, f"plan.{kind}")
+        if not all(isinstance(name, str) for name in files):
+            raise TypeError(f"plan.{kind} must list strings")
+    return {"rule": entry["rule"], **{kind: entry[kind] for kind in planned.KINDS}}
+
+
+def _names(e: dict[str, Any]) -> DirectoryNames:
+    entry = DirectoryNames(
+        path=checked_relpath(_typed(e["path"], str, "names.path")),
+        dirs=tuple(_typed(e["dirs"], list, "names.dirs")),
+        files=tuple(_typed(e["files"], list, "names.files")),
+    )
+    for name in (*entry.dirs, *entry.files):
+        checked_relpath(_typed(name, str, "names entry"))
     return entry
 
 

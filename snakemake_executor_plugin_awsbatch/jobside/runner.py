@@ -36,6 +36,7 @@ from .command import Command
 from .fetch import fetch_inputs
 from .log import Phases, log, process_age
 from .manifest import Manifest, ManifestError, record_range
+from .planned import PLAN_ENV, Plan
 from .report import FAILED, SUCCEEDED, TERMINATED, Report
 from .scratch import Scratch, sweep_orphans
 from .signals import Interrupted, SignalGuard
@@ -47,6 +48,7 @@ EXIT_SETUP = 2  # unreadable manifest, unusable scratch root
 EXIT_INPUTS = 3  # an input missing or failing verification; the command did not run
 EXIT_OUTPUTS = 4  # a missing output, a failed upload, or an unwritable report
 EXIT_NODES = nodes.EXIT_NODES  # a multi-node job's node did not join, or left
+EXIT_PLAN = 6  # the job's Snakemake would have run other files than planned; nothing ran
 
 SCRATCH_ROOT_ENV = "AWSBATCH_SCRATCH_ROOT"
 GRACE_ENV = "AWSBATCH_KILL_GRACE_SECONDS"
@@ -239,12 +241,24 @@ class Runner:
         }
         if not self._prepare_directories(client, manifest, scratch, report):
             return
+        if manifest.names:
+            named = directories.write_names(scratch.workdir, manifest.names)
+            log(f"named {named} files of {len(manifest.names)} upstream checkpoint directories")
         if self.hub is not None and not self._gather_nodes(manifest, scratch, env, report):
             return
+        mismatch = scratch.path / "plan-mismatch.txt"
+        if manifest.plan:
+            plan = scratch.path / "plan.json"
+            Plan.write(plan, scratch.workdir, manifest.plan, mismatch)
+            env[PLAN_ENV] = str(plan)
         log("command: starting")
         with self.phases.timed("command"):
             code = self.command.run(manifest.command, scratch.workdir, env)
         report.command_exit_code = code
+        if mismatch.exists():
+            self._upload(client, manifest, scratch, report, code or EXIT_PLAN)
+            _fail(report, FAILED, EXIT_PLAN, mismatch.read_text().strip())
+            return
         if self.hub is not None and self.hub.lost:
             self._upload(client, manifest, scratch, report, code or EXIT_NODES)
             _fail(report, FAILED, EXIT_NODES, self.hub.lost)

@@ -167,7 +167,8 @@ def _prune_aws_models(site: Path) -> None:
 
 def _prune_solvers(site: Path) -> None:
     """PuLP's CBC binaries: a job's Snakemake schedules its one job greedily (the executor
-    passes --scheduler greedy), and they could not run in a tool image anyway."""
+    passes --scheduler awsbatch: the plan check, then greedy), and they could not run in a
+    tool image anyway."""
     shutil.rmtree(site / "pulp" / "solverdir", ignore_errors=True)
 
 

@@ -55,6 +55,10 @@ MATCHED = ("snakemake", "snakemake-storage-plugin-s3")
 MATCHED_PREFIX = "snakemake-interface-"
 
 PACKAGE_DIR = Path(snakemake_executor_plugin_awsbatch.__file__).parent
+# What the job image installs of this distribution: the plugin, and the scheduler the
+# job's Snakemake runs with (jobside/plan_check.py); found, not imported, as importing it
+# would import Snakemake.
+PACKAGES = (PACKAGE_DIR, PACKAGE_DIR.parent / "snakemake_scheduler_plugin_awsbatch")
 IMAGE_FILES = Path(__file__).parent / "image_files"
 
 
@@ -156,7 +160,8 @@ def image_python_version() -> str | None:
 
 
 def final_tag(base: BaseSpec) -> str:
-    return f"{REPOSITORY}:{_digest([base.tag, *_tree_digests(PACKAGE_DIR)])}"
+    sources = [digest for package in PACKAGES for digest in _tree_digests(package)]
+    return f"{REPOSITORY}:{_digest([base.tag, *sources])}"
 
 
 def ensure_image(state: StateDir, packages: Sequence[str] | None = None, hold: bool = False) -> str:
@@ -279,13 +284,14 @@ def _write_source_tree(dest: Path) -> None:
     Generated rather than copied, so it works the same from a git checkout and from an
     installed wheel; dependencies are in the base already (installed with --no-deps).
     """
-    shutil.copytree(
-        PACKAGE_DIR, dest / PACKAGE_DIR.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-    )
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for package in PACKAGES:
+        shutil.copytree(package, dest / package.name, ignore=ignore)
+    names = ", ".join(f'"{package.name}"' for package in PACKAGES)
     (dest / "pyproject.toml").write_text(
         '[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n\n'
         f'[project]\nname = "{DISTRIBUTION}"\nversion = "{_plugin_version()}"\n\n'
-        f'[tool.hatch.build.targets.wheel]\npackages = ["{PACKAGE_DIR.name}"]\n'
+        f"[tool.hatch.build.targets.wheel]\npackages = [{names}]\n"
     )
 
 

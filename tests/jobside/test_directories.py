@@ -15,7 +15,11 @@ from typing import Any
 import pytest
 
 from snakemake_executor_plugin_awsbatch.jobside import directories
-from snakemake_executor_plugin_awsbatch.jobside.manifest import Manifest, StorageDirectory
+from snakemake_executor_plugin_awsbatch.jobside.manifest import (
+    DirectoryNames,
+    Manifest,
+    StorageDirectory,
+)
 from tests.jobside.harness import Job
 
 COPY = ".snakemake/storage/s3/bucket/run/shards é"
@@ -128,3 +132,20 @@ def test_a_failed_rerun_leaves_no_object_behind(tmp_path: Path, bucket: str, s3:
     assert done.returncode == 3, done.stderr
     assert not job.exists("out dir")
     assert list(job.scratch_root.iterdir()) == []
+
+
+def test_names_of_an_upstream_checkpoint_are_made_dated_1970_around_what_was_fetched(tmp_path):
+    fetched = tmp_path / "clustering" / "2.txt"
+    fetched.parent.mkdir()
+    fetched.write_text("real shard\n")
+    entries = [
+        DirectoryNames("clustering", ("empty/sub",), ("1.txt", "2.txt", "deep/3.txt")),
+        DirectoryNames("other/dir", (), ("a",)),
+    ]
+    assert directories.write_names(tmp_path, entries) == 3
+    assert fetched.read_text() == "real shard\n" and fetched.stat().st_mtime != 0
+    for name in ("clustering/1.txt", "clustering/deep/3.txt", "other/dir/a"):
+        assert (tmp_path / name).stat().st_size == 0
+        assert (tmp_path / name).stat().st_mtime == 0
+    assert (tmp_path / "clustering/empty/sub").is_dir()
+    assert (tmp_path / "other/dir").stat().st_mtime == 0  # made here whole

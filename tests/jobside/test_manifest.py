@@ -34,6 +34,15 @@ def manifest() -> Manifest:
             OutputEntry("l", "s3://b/l", kind="log"),
         ],
         env={"A": "1"},
+        plan=[
+            {
+                "rule": "r",
+                "input": ["data/in put.txt"],
+                "output": ["out"],
+                "log": ["l"],
+                "benchmark": [],
+            }
+        ],
     )
 
 
@@ -65,7 +74,9 @@ def test_a_pack_without_an_array_index_is_one_clear_error() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda d: d.update(version=2), "version 2 is not supported"),
+        (lambda d: d.update(version=3), "version 3 is not supported"),
+        (lambda d: d["plan"][0].update(input="a.txt"), "plan.input must be list"),
+        (lambda d: d["plan"][0].pop("log"), "log"),
         (lambda d: d["inputs"][0].update(path="../escape"), "not a relative path"),
         (lambda d: d["inputs"][0].update(path="/abs"), "not a relative path"),
         (lambda d: d["inputs"][0].update(sha256="xyz"), "sha256"),
@@ -82,6 +93,15 @@ def test_rejects_bad_manifests(change: Callable[[dict[str, Any]], Any], message:
     change(data)
     with pytest.raises(ManifestError, match=message):
         Manifest.from_json(json.dumps(data))
+
+
+def test_a_version_1_manifest_of_an_older_run_is_read_without_a_plan() -> None:
+    data = json.loads(manifest().to_json())
+    del data["plan"]
+    data["version"] = 1
+    parsed = Manifest.from_json(json.dumps(data))
+    assert parsed.version == 1 and parsed.plan == []
+    assert parsed.record == manifest().record
 
 
 def test_an_input_listed_in_s3_without_a_digest_is_checked_by_size_and_its_own_digest(

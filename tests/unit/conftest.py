@@ -202,6 +202,8 @@ def make_executor(
         executor_settings=settings or ExecutorSettings(image=IMAGE, s3_prefix=PREFIX),
         dag=SimpleNamespace(needrun_jobs=lambda: list(jobs), jobs=jobs, get_sources=lambda: []),
         remote_execution_settings=SimpleNamespace(seconds_between_status_checks=0),
+        rules=[],  # no checkpoints
+        overwrite_workdir=None,
         storage_settings=SimpleNamespace(
             default_storage_provider=None,
             default_storage_prefix=None,

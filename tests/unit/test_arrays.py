@@ -53,6 +53,12 @@ def test_fingerprint_is_stable_across_runs_and_sees_what_the_job_computes() -> N
     assert fingerprint(job, first, changed) != fingerprint(job, first, inputs)
     assert fingerprint(job, first.replace("s=a", "s=b"), inputs) != fingerprint(job, first, inputs)
     assert identity(_job(["a.bam"])) != identity(_job(["b.bam"]))
+    # In S3 storage the inputs are only named: another set of them is another job.
+    planned = [
+        {"rule": "align", "input": ["s3://b/a.fq"], "output": [], "log": [], "benchmark": []}
+    ]
+    other = [{**planned[0], "input": ["s3://b/b.fq"]}]
+    assert fingerprint(job, first, [], planned) != fingerprint(job, first, [], other)
 
 
 def _orphan(ident: str, fp: str, status: str = "RUNNING") -> Orphan:
